@@ -1,0 +1,18 @@
+package firecracker
+
+// Config is the JSON document read by `firecracker --config-file`: the whole
+// pre-boot configuration, with which Firecracker boots the guest at start.
+type Config struct {
+	// BootSource is the kernel and command line.
+	BootSource BootSource `json:"boot-source"`
+	// Drives are the block devices.
+	Drives []Drive `json:"drives"`
+	// MachineConfig is the vCPU and memory configuration.
+	MachineConfig MachineConfiguration `json:"machine-config"`
+	// NetworkInterfaces are the virtio-net devices.
+	NetworkInterfaces []NetworkInterface `json:"network-interfaces,omitempty"`
+	// Vsock is the vsock device; nil means none.
+	Vsock *Vsock `json:"vsock,omitempty"`
+	// Logger configures the log; nil means Firecracker's default.
+	Logger *Logger `json:"logger,omitempty"`
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what petty's build, image and tests need on a Debian 12 machine.
+# Idempotent: skips apt when everything is present. Run as root (or via sudo).
+set -euo pipefail
+
+pkgs=(qemu-system-x86 busybox-static e2fsprogs iproute2 util-linux linux-image-cloud-amd64 ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "hack/deps.sh: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+export PATH="$PATH:/usr/local/go/bin"
+if ! command -v go >/dev/null; then
+  echo "hack/deps.sh: Go 1.26 or newer is required (put it in PATH or /usr/local/go/bin)" >&2
+  exit 1
+fi

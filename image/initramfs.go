@@ -1,0 +1,124 @@
+package image
+
+import (
+	"bufio"
+	"compress/gzip"
+	_ "embed"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+)
+
+// initScript is the initramfs /init; see init.sh.
+//
+//go:embed init.sh
+var initScript string
+
+// busyboxApplets get /bin symlinks to busybox: what /init runs plus a
+// small shell toolbox for the agent.
+var busyboxApplets = []string{
+	"cat", "cp", "echo", "env", "grep", "head", "insmod", "ln", "ls", "lsmod",
+	"mkdir", "mknod", "mount", "poweroff", "ps", "reboot", "rm", "sh",
+	"sleep", "switch_root", "sync", "tail", "test", "umount", "uname",
+}
+
+const (
+	agentGuestPath   = "sbin/petty-agent"
+	modulesLoadPath  = "etc/petty/modules.load"
+	guestModulesRoot = "lib/modules"
+)
+
+// baseTree holds what the initramfs and the root file system share:
+// busybox with its applet links, the agent, and the usual directories.
+func baseTree(in *inputs) (*tree, error) {
+	t := newTree()
+	for _, d := range []string{"dev", "proc", "sys", "run", "etc", "root", "usr/bin", "usr/sbin"} {
+		if err := t.mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.mkdir("tmp", 0o1777); err != nil {
+		return nil, err
+	}
+	if err := t.file("bin/busybox", 0o755, in.busybox); err != nil {
+		return nil, err
+	}
+	for _, a := range busyboxApplets {
+		if err := t.symlink("bin/"+a, "busybox"); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.file(agentGuestPath, 0o755, in.agent); err != nil {
+		return nil, err
+	}
+	if err := t.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n")); err != nil {
+		return nil, err
+	}
+	if err := t.file("etc/group", 0o644, []byte("root:x:0:\n")); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// initramfsTree is the initramfs: the base tree, /init, /dev/console (the
+// kernel opens it for init's stdio before anything mounts devtmpfs), and
+// the modules with the order /init loads them in.
+func initramfsTree(in *inputs) (*tree, error) {
+	t, err := baseTree(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.file("init", 0o755, []byte(initScript)); err != nil {
+		return nil, err
+	}
+	if err := t.charDev("dev/console", 0o600, 5, 1); err != nil {
+		return nil, err
+	}
+	var load strings.Builder
+	for _, m := range in.modules {
+		p := path.Join(guestModulesRoot, in.release, plainModulePath(m.relPath))
+		if err := t.file(p, 0o644, m.data); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&load, "/%s\n", p)
+	}
+	if err := t.file(modulesLoadPath, 0o644, []byte(load.String())); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// writeInitramfs writes the gzip'd cpio initramfs to dst.
+func writeInitramfs(dst string, in *inputs) (retErr error) {
+	t, err := initramfsTree(in)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("image: initramfs: %w", err)
+	}
+	defer func() {
+		if err := f.Close(); err != nil && retErr == nil {
+			retErr = fmt.Errorf("image: initramfs: %w", err)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	// A zero gzip.Header: no name, no mtime, so the bytes depend on the
+	// contents only.
+	zw, err := gzip.NewWriterLevel(bw, gzip.BestCompression)
+	if err != nil {
+		return err
+	}
+	if err := writeNewc(zw, t); err != nil {
+		return fmt.Errorf("image: initramfs: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("image: initramfs: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("image: initramfs: %w", err)
+	}
+	return nil
+}

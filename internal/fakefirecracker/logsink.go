@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// logSink is Firecracker's human-readable log, reduced to a few lines.
+type logSink struct {
+	f         *os.File
+	level     int
+	showLevel bool
+	origin    bool
+	id        string
+}
+
+// openLogSink opens path as Firecracker does: the file (or named pipe) must
+// exist. An empty path logs nowhere.
+func openLogSink(path, level string, showLevel, origin bool, id string) (*logSink, error) {
+	lv, _ := parseLevel(level)
+	s := &logSink{level: lv, showLevel: showLevel, origin: origin, id: id}
+	if path == "" {
+		return s, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.f = f
+	return s, nil
+}
+
+func (s *logSink) info(msg string) {
+	if s == nil || s.f == nil || s.level < 3 {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s [%s:main", time.Now().UTC().Format("2006-01-02T15:04:05.000000000"), s.id)
+	if s.showLevel {
+		b.WriteString(":INFO")
+	}
+	if s.origin {
+		b.WriteString(":fakefirecracker")
+	}
+	fmt.Fprintf(&b, "] %s\n", msg)
+	_, _ = s.f.WriteString(b.String())
+}
+
+func (s *logSink) close() {
+	if s != nil && s.f != nil {
+		_ = s.f.Close()
+	}
+}
