@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,12 +142,16 @@ func TestRequestFraming(t *testing.T) {
 		},
 		{
 			name: "PatchVM paused",
-			call: func(ctx context.Context, c *firecracker.Client) error { return c.PatchVM(ctx, firecracker.VMStatePaused) },
+			call: func(ctx context.Context, c *firecracker.Client) error {
+				return c.PatchVM(ctx, firecracker.VMStatePaused)
+			},
 			want: patch("/vm", `{"state":"Paused"}`),
 		},
 		{
 			name: "PatchVM resumed",
-			call: func(ctx context.Context, c *firecracker.Client) error { return c.PatchVM(ctx, firecracker.VMStateResumed) },
+			call: func(ctx context.Context, c *firecracker.Client) error {
+				return c.PatchVM(ctx, firecracker.VMStateResumed)
+			},
 			want: patch("/vm", `{"state":"Resumed"}`),
 		},
 		{
@@ -406,5 +411,34 @@ func TestCloseIdempotent(t *testing.T) {
 	c.Close()
 	if got := f.newConns.Load(); got != 2 {
 		t.Errorf("server saw %d connections, want 2", got)
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	f := newFakeAPI(t, jsonAnswer(map[string]string{
+		"GET /version":  `{"firecracker_version":"1.16.1"}`,
+		"PATCH /vm":     `{}`,
+		"PUT /drives/a": `{}`,
+	}))
+	c := newClient(t, f)
+	c.Timeout = 10 * time.Second
+	errs := make(chan error, 8*3*10)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 10 {
+				_, err := c.Version(t.Context())
+				errs <- err
+				errs <- c.PatchVM(t.Context(), firecracker.VMStatePaused)
+				errs <- c.PutDrive(t.Context(), firecracker.Drive{DriveID: "a"})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

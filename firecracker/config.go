@@ -1,5 +1,7 @@
 package firecracker
 
+import "encoding/json"
+
 // Config is the JSON document read by `firecracker --config-file`: the whole
 // pre-boot configuration, with which Firecracker boots the guest at start.
 type Config struct {
@@ -15,4 +17,15 @@ type Config struct {
 	Vsock *Vsock `json:"vsock,omitempty"`
 	// Logger configures the log; nil means Firecracker's default.
 	Logger *Logger `json:"logger,omitempty"`
+}
+
+// MarshalJSON encodes c, writing nil Drives as [] because Firecracker
+// requires the "drives" array in a config file.
+func (c Config) MarshalJSON() ([]byte, error) {
+	type plain Config // plain has no MarshalJSON method
+	p := plain(c)
+	if p.Drives == nil {
+		p.Drives = []Drive{}
+	}
+	return json.Marshal(p)
 }

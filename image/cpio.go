@@ -3,7 +3,6 @@ package image
 import (
 	"fmt"
 	"io"
-	"io/fs"
 	"sort"
 	"strings"
 )
@@ -40,7 +39,7 @@ func writeNewc(w io.Writer, t *tree) error {
 		default:
 			return fmt.Errorf("image: cpio: %s: unknown node kind %d", p, n.kind)
 		}
-		mode |= uint32(n.perm & fs.ModePerm)
+		mode |= n.perm & 0o7777
 		if err := writeNewcEntry(w, uint32(i+1), mode, nlink, major, minor, p, data); err != nil {
 			return err
 		}

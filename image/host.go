@@ -27,7 +27,8 @@ var (
 	defaultBusybox  = "/bin/busybox"
 	kernelGlob      = "vmlinuz-*-cloud-amd64"
 	mkfsName        = "mkfs.ext4"
-	mkfsExtraDirs   = []string{"/usr/sbin", "/sbin"}
+	debugfsName     = "debugfs"
+	sbinDirs        = []string{"/usr/sbin", "/sbin"}
 	errNoDefaultDir = errors.New("no $XDG_CACHE_HOME and no home directory")
 )
 
@@ -131,19 +132,19 @@ func checkBusybox(path string) error {
 	return nil
 }
 
-// findMkfs returns the mkfs.ext4 executable, looking in $PATH and then in
-// the sbin directories a non-root $PATH often lacks.
-func findMkfs() (string, error) {
-	if p, err := exec.LookPath(mkfsName); err == nil {
+// findSbinTool returns an e2fsprogs executable such as mkfs.ext4, looking
+// in $PATH and then in the sbin directories a non-root $PATH often lacks.
+func findSbinTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	for _, dir := range mkfsExtraDirs {
-		p := filepath.Join(dir, mkfsName)
+	for _, dir := range sbinDirs {
+		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}
-	return "", &MissingError{What: mkfsName, Package: mkfsPackage}
+	return "", &MissingError{What: name, Package: mkfsPackage}
 }
 
 // defaultCacheDir returns $XDG_CACHE_HOME/petty or ~/.cache/petty.

@@ -29,7 +29,8 @@ type inputs struct {
 	modules             []module
 	busybox, agent      []byte
 	mkfsPath            string // "" unless rootfs
-	mkfsSum             string
+	debugfsPath         string // "" unless rootfs
+	toolsSum            string // of mkfs.ext4 and debugfs
 	rootFSSizeMiB       int
 }
 
@@ -85,11 +86,18 @@ func resolveInputs(o *Options) (*inputs, error) {
 			return nil, fmt.Errorf("image: RootFSSizeMiB %d is below the 8 MiB minimum", o.RootFSSizeMiB)
 		}
 		in.rootFSSizeMiB = o.RootFSSizeMiB
-		if in.mkfsPath, err = findMkfs(); err != nil {
+		if in.mkfsPath, err = findSbinTool(mkfsName); err != nil {
 			return nil, err
 		}
-		if in.mkfsSum, err = fileSum(in.mkfsPath); err != nil {
-			return nil, fmt.Errorf("image: %w", err)
+		if in.debugfsPath, err = findSbinTool(debugfsName); err != nil {
+			return nil, err
+		}
+		for _, p := range []string{in.mkfsPath, in.debugfsPath} {
+			sum, err := fileSum(p)
+			if err != nil {
+				return nil, fmt.Errorf("image: %w", err)
+			}
+			in.toolsSum += sum
 		}
 	}
 	if o.CacheDir == "" {
@@ -149,7 +157,7 @@ func (in *inputs) key() string {
 	field("applets", fmt.Sprint(busyboxApplets))
 	if in.mkfsPath != "" {
 		field("rootfs-size-mib", strconv.Itoa(in.rootFSSizeMiB))
-		field("mkfs", in.mkfsSum)
+		field("e2fsprogs", in.toolsSum)
 		field("mke2fs.conf", mke2fsConf)
 	}
 	return hex.EncodeToString(h.Sum(nil))

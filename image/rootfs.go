@@ -86,10 +86,35 @@ func buildRootFS(ctx context.Context, dst string, in *inputs) error {
 		"MKE2FS_DEVICE_PHYS_SECTSIZE=512",
 		"E2FSPROGS_LIBMAGIC_SUPPRESS=1",
 	)
+	if err := runQuiet(cmd); err != nil {
+		return err
+	}
+
+	// mkfs.ext4 -d copies each file's ctime, which no one can set; reset
+	// them with debugfs (same package) so the image depends on the inputs
+	// only.
+	var script strings.Builder
+	script.WriteString("set_inode_field / ctime @0\n")
+	for _, p := range t.paths() {
+		if t.nodes[p].kind != kindCharDev {
+			fmt.Fprintf(&script, "set_inode_field /%s ctime @0\n", p)
+		}
+	}
+	cmdFile := filepath.Join(work, "debugfs.cmd")
+	if err := os.WriteFile(cmdFile, []byte(script.String()), 0o644); err != nil {
+		return fmt.Errorf("image: rootfs: %w", err)
+	}
+	fix := exec.CommandContext(ctx, in.debugfsPath, "-w", "-f", cmdFile, dst)
+	fix.Env = cmd.Env
+	return runQuiet(fix)
+}
+
+// runQuiet runs cmd and returns its output in the error when it fails.
+func runQuiet(cmd *exec.Cmd) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("image: rootfs: %s: %w: %s", in.mkfsPath, err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("image: rootfs: %s: %w: %s", cmd.Path, err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package image
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,7 +22,7 @@ const (
 // node is one file of a guest file system tree.
 type node struct {
 	kind         nodeKind
-	perm         fs.FileMode
+	perm         uint32 // permission bits, setuid/setgid/sticky included (0o7777)
 	data         []byte // kindFile
 	target       string // kindSymlink
 	major, minor uint32 // kindCharDev
@@ -57,7 +56,7 @@ func (t *tree) add(p string, n *node) error {
 }
 
 // mkdir adds directory p (and parents); an existing directory is kept.
-func (t *tree) mkdir(p string, perm fs.FileMode) error {
+func (t *tree) mkdir(p string, perm uint32) error {
 	p = strings.TrimPrefix(path.Clean("/"+p), "/")
 	if n, ok := t.nodes[p]; ok {
 		if n.kind != kindDir {
@@ -68,7 +67,7 @@ func (t *tree) mkdir(p string, perm fs.FileMode) error {
 	return t.add(p, &node{kind: kindDir, perm: perm})
 }
 
-func (t *tree) file(p string, perm fs.FileMode, data []byte) error {
+func (t *tree) file(p string, perm uint32, data []byte) error {
 	return t.add(p, &node{kind: kindFile, perm: perm, data: data})
 }
 
@@ -76,7 +75,7 @@ func (t *tree) symlink(p, target string) error {
 	return t.add(p, &node{kind: kindSymlink, perm: 0o777, target: target})
 }
 
-func (t *tree) charDev(p string, perm fs.FileMode, major, minor uint32) error {
+func (t *tree) charDev(p string, perm uint32, major, minor uint32) error {
 	return t.add(p, &node{kind: kindCharDev, perm: perm, major: major, minor: minor})
 }
 
@@ -115,7 +114,7 @@ func (t *tree) materialize(dir string) error {
 			continue
 		}
 		if n.kind != kindSymlink {
-			if err := os.Chmod(dst, n.perm); err != nil {
+			if err := unix.Chmod(dst, n.perm&0o7777); err != nil {
 				return fmt.Errorf("image: stage %s: %w", p, err)
 			}
 		}

@@ -24,6 +24,10 @@ type backend interface {
 	resume(ctx context.Context) error
 	// dialVsock connects to a guest vsock port.
 	dialVsock(ctx context.Context, port uint32) (net.Conn, error)
+	// dialAgent connects to the guest agent's channel (vsock, or a
+	// virtio-serial port after its sync handshake), retrying until the agent
+	// answers or ctx ends. The returned conn carries the agent's protocol.
+	dialAgent(ctx context.Context) (net.Conn, error)
 	// release frees per-boot resources (clients, sockets) once the VMM has
 	// been reaped. It must be safe to call more than once.
 	release()
@@ -36,3 +40,6 @@ type boot struct {
 	runDir string
 	exited <-chan struct{} // closed once the VMM has been reaped
 }
+
+// agentPort is the guest agent's vsock port (agent.DefaultPort).
+const agentPort = 1024

@@ -100,6 +100,13 @@ func (f *firecrackerBackend) dialVsock(ctx context.Context, port uint32) (net.Co
 	return vsock.DialRetry(ctx, f.vsock, port)
 }
 
+func (f *firecrackerBackend) dialAgent(ctx context.Context) (net.Conn, error) {
+	if f.vsock == "" {
+		return nil, ErrNoVsock
+	}
+	return vsock.DialRetry(ctx, f.vsock, agentPort)
+}
+
 func (f *firecrackerBackend) release() {
 	if f.client != nil {
 		_ = f.client.Close()

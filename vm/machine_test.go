@@ -23,7 +23,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	testutil.Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // fakeConfig returns a Config that boots on the fake firecracker, with a
@@ -47,8 +55,16 @@ func fakeConfig(t *testing.T) vm.Config {
 	}
 }
 
-// checkClean asserts that m left nothing behind: no process, no run dir.
+// checkClean asserts that m left nothing behind: no process, no run dir,
+// and that the test process has no children.
 func checkClean(t *testing.T, m *vm.Machine, pid int) {
+	t.Helper()
+	checkMachineClean(t, m, pid)
+	testutil.CheckNoChildren(t)
+}
+
+// checkMachineClean asserts that m left nothing behind: no process, no run dir.
+func checkMachineClean(t *testing.T, m *vm.Machine, pid int) {
 	t.Helper()
 	if _, err := os.Stat(m.RunDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("run dir %s still exists (err=%v)", m.RunDir(), err)
@@ -58,7 +74,6 @@ func checkClean(t *testing.T, m *vm.Machine, pid int) {
 			t.Errorf("VMM pid %d still exists", pid)
 		}
 	}
-	testutil.CheckNoChildren(t)
 }
 
 func TestLifecycle(t *testing.T) {
@@ -380,9 +395,10 @@ func TestConcurrentMachines(t *testing.T) {
 			if err := m.Destroy(t.Context()); err != nil {
 				t.Errorf("vm %d: destroy: %v", i, err)
 			}
-			checkClean(t, m, pid)
+			checkMachineClean(t, m, pid)
 		})
 	}
 	wg.Wait()
+	testutil.CheckNoChildren(t)
 	testutil.CheckFDs(t, fds)
 }

@@ -21,6 +21,9 @@ func (u *unsupportedBackend) requestShutdown(context.Context) error { return err
 func (u *unsupportedBackend) pause(context.Context) error           { return errUnsupported }
 func (u *unsupportedBackend) resume(context.Context) error          { return errUnsupported }
 func (u *unsupportedBackend) release()                              {}
+func (u *unsupportedBackend) dialAgent(context.Context) (net.Conn, error) {
+	return nil, errUnsupported
+}
 func (u *unsupportedBackend) dialVsock(context.Context, uint32) (net.Conn, error) {
 	return nil, errUnsupported
 }

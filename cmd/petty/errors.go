@@ -1,0 +1,34 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Exit codes of petty itself; run and exec exit with the command's code.
+const (
+	exitFailure     = 1   // petty could not do what was asked
+	exitUsage       = 2   // bad command line
+	exitInterrupted = 130 // SIGINT or SIGTERM (128 + SIGINT)
+)
+
+// usageError is a bad command line: petty prints it with a usage hint and
+// exits with exitUsage.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a *usageError.
+func usagef(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
+
+// exitCode asks petty to exit with code without printing anything more: the
+// guest command's status, or 130 after an interrupt.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// errInterrupted reports that SIGINT or SIGTERM ended the command.
+var errInterrupted = errors.New("interrupted")

@@ -1,0 +1,116 @@
+package image
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"os"
+	"testing"
+)
+
+func TestExtractVmlinuxMethods(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<12)
+	want := fakeELF(body)
+	raw := append(append([]byte{}, want...), "relocation table"...)
+	for _, method := range []string{"lz4", "gzip", "xz", "zstd"} {
+		t.Run(method, func(t *testing.T) {
+			got, err := ExtractVmlinux(fakeBzImage(compressKernel(t, method, raw)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("got %d bytes, want the %d-byte ELF without the trailing relocations", len(got), len(want))
+			}
+		})
+	}
+}
+
+func TestExtractVmlinuxErrors(t *testing.T) {
+	elfData := fakeELF([]byte("x"))
+	truncated := fakeBzImage(compressKernel(t, "lz4", elfData))
+	truncated = truncated[:offPayloadLength+4]
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, ErrNotVmlinux},
+		{"no HdrS", make([]byte, 4096), ErrNotVmlinux},
+		{"payload past the end", truncated, ErrNotVmlinux},
+		{"bzip2", fakeBzImage(compressKernel(t, "bzip2", elfData)), ErrUnsupportedCompression},
+		{"not ELF", fakeBzImage(compressKernel(t, "gzip", []byte("MZ not an elf file at all"))), ErrNotVmlinux},
+		{"wrong size", func() []byte {
+			p := compressKernel(t, "zstd", elfData)
+			p[len(p)-1] ^= 1
+			return fakeBzImage(p)
+		}(), ErrNotVmlinux},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ExtractVmlinux(tt.in); !errors.Is(err, tt.want) {
+				t.Errorf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestExtractVmlinuxHostKernel extracts the installed Debian cloud kernel.
+func TestExtractVmlinuxHostKernel(t *testing.T) {
+	path := hostKernel(t)
+	bz, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ExtractVmlinux(bz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.NewFile(bytes.NewReader(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
+		t.Errorf("machine %v type %v, want EM_X86_64 ET_EXEC", f.Machine, f.Type)
+	}
+	// QEMU's -kernel and Firecracker boot an ELF vmlinux via its PVH entry
+	// note (XEN_ELFNOTE_PHYS32_ENTRY) or its 64-bit entry point.
+	hasNotes := false
+	for _, p := range f.Progs {
+		hasNotes = hasNotes || p.Type == elf.PT_NOTE
+	}
+	if !hasNotes {
+		t.Error("no PT_NOTE segment (PVH entry note)")
+	}
+	if rel := kernelRelease(path, bz); rel == "" {
+		t.Error("no kernel release")
+	}
+	t.Logf("%s: %d-byte bzImage -> %d-byte vmlinux (release %s)", path, len(bz), len(v), kernelRelease(path, bz))
+}
+
+func TestKernelReleaseFromHeader(t *testing.T) {
+	bz := fakeBzImage(compressKernel(t, "gzip", fakeELF(nil)))
+	if got := kernelRelease("/boot/whatever", bz); got != fakeRelease {
+		t.Errorf("release = %q, want %q", got, fakeRelease)
+	}
+	if got := kernelRelease("/boot/vmlinuz-1.2.3-x", []byte("junk")); got != "1.2.3-x" {
+		t.Errorf("release from name = %q", got)
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"vmlinuz-6.1.0-9-cloud-amd64", "vmlinuz-6.1.0-56-cloud-amd64", -1},
+		{"vmlinuz-6.10.0-1-cloud-amd64", "vmlinuz-6.9.0-30-cloud-amd64", 1},
+		{"vmlinuz-6.1.0-56-cloud-amd64", "vmlinuz-6.1.0-56-cloud-amd64", 0},
+		{"vmlinuz-6.1.0-056", "vmlinuz-6.1.0-56", 0},
+	}
+	for _, tt := range tests {
+		if got := compareVersions(tt.a, tt.b); got != tt.want {
+			t.Errorf("compareVersions(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
