@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pettyvm/petty/firecracker"
 )
 
 // Machine is one VM. Its methods are safe for concurrent use.
@@ -141,6 +143,11 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 		if retErr == nil {
 			return
 		}
+		if ctx.Err() == nil && !isAPIError(retErr) {
+			// A broken control connection usually means the VMM is dying:
+			// give it a moment, so that its own last words make the error.
+			waitUntil(context.Background(), p.done, time.Now().Add(vmmDeathGrace))
+		}
 		exitedOnItsOwn := p.exited()
 		p.kill()
 		if exitedOnItsOwn {
@@ -160,6 +167,16 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 	m.state = Running
 	m.log.Info("started", "pid", p.pid(), "boot", time.Since(began))
 	return nil
+}
+
+// vmmDeathGrace is how long a failed Start waits for a VMM whose control
+// connection broke to exit on its own before killing it.
+const vmmDeathGrace = 500 * time.Millisecond
+
+// isAPIError reports whether err is an answer from the VMM (it is alive).
+func isAPIError(err error) bool {
+	var ae *firecracker.APIError
+	return errors.As(err, &ae)
 }
 
 // reaped runs once the VMM process p of backend be has been reaped.

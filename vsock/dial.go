@@ -165,7 +165,8 @@ func readAnswer(br *bufio.Reader) (uint32, error) {
 			return 0, fmt.Errorf("%w: connection closed after %q: %w", ErrHandshake, line, io.ErrUnexpectedEOF)
 		}
 		if err != nil {
-			return 0, err
+			// A deadline error is replaced with ctx's by the caller.
+			return 0, fmt.Errorf("%w: reading the answer: %w", ErrHandshake, err)
 		}
 		if b == '\n' {
 			break

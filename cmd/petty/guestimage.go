@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/pettyvm/petty/image"
+)
+
+// agentBinary is the guest agent's executable name.
+const agentBinary = "petty-agent"
+
+// errNoAgent reports that petty-agent was found neither next to petty nor
+// in $PATH.
+var errNoAgent = errors.New(agentBinary + " not found")
+
+// findAgent returns petty-agent next to the petty executable, else in $PATH.
+func findAgent() (string, error) {
+	var next string
+	if exe, err := os.Executable(); err == nil {
+		next = filepath.Join(filepath.Dir(exe), agentBinary)
+		if fi, err := os.Stat(next); err == nil && fi.Mode().IsRegular() {
+			return next, nil
+		}
+	}
+	if p, err := exec.LookPath(agentBinary); err == nil {
+		return p, nil
+	}
+	dir := "$(dirname $(command -v petty))"
+	if next != "" {
+		dir = filepath.Dir(next)
+	}
+	return "", fmt.Errorf("%w next to petty nor in $PATH; build it (static) with:\n  CGO_ENABLED=0 go build -o %s/%s github.com/pettyvm/petty/cmd/%s",
+		errNoAgent, dir, agentBinary, agentBinary)
+}
+
+// guestImage holds the files a VM boots from.
+type guestImage struct {
+	kernel, initrd, rootfs string
+}
+
+// buildDefaultImage builds (or finds in the cache) petty's default guest
+// image: kernel and initramfs with petty-agent as init, plus the ext4 root
+// file system when withRootFS.
+func buildDefaultImage(ctx context.Context, opts image.Options, prog *progress, log *slog.Logger) (*image.Image, error) {
+	if opts.AgentPath == "" {
+		p, err := findAgent()
+		if err != nil {
+			return nil, err
+		}
+		opts.AgentPath = p
+	}
+	opts.Logger = log
+	opts.Progress = func(step string) { prog.step("building guest image: %s", step) }
+	img, err := image.Build(ctx, opts)
+	prog.done()
+	if err != nil {
+		return nil, fmt.Errorf("building the default guest image: %w", err)
+	}
+	return img, nil
+}
+
+// resolveImage returns the kernel, initrd and rootfs of the run: the flags
+// when --kernel is given, else the default guest image (initramfs only).
+func (f *vmFlags) resolveImage(ctx context.Context, prog *progress, log *slog.Logger) (guestImage, error) {
+	if f.kernel != "" {
+		return guestImage{kernel: f.kernel, initrd: f.initrd, rootfs: f.rootfs}, nil
+	}
+	img, err := buildDefaultImage(ctx, image.Options{}, prog, log)
+	if err != nil {
+		return guestImage{}, err
+	}
+	return guestImage{kernel: img.Kernel, initrd: img.Initrd}, nil
+}

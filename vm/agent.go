@@ -1,0 +1,85 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pettyvm/petty/agent"
+)
+
+// Backoff and per-attempt bound of Agent.
+const (
+	agentRetryMin   = 5 * time.Millisecond
+	agentRetryMax   = 250 * time.Millisecond
+	agentPingBudget = 2 * time.Second
+)
+
+// Agent connects to the guest agent (vsock port 1024 under Firecracker, the
+// agent's channel under QEMU) and returns a client once the agent has
+// answered a Ping. It retries, closing every failed connection, until the
+// agent answers, the VMM exits, or ctx ends; ctx bounds the connection
+// attempts only, not the returned Client. The caller closes the Client.
+func (m *Machine) Agent(ctx context.Context) (*agent.Client, error) {
+	p, be, err := m.current(Running, Paused)
+	if err != nil {
+		return nil, opError("agent", m.id, err)
+	}
+	// The backend's dial retries until its ctx ends: end it when the VMM
+	// exits, so that a dead VM fails fast with its console tail.
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	delay := agentRetryMin
+	for {
+		c, err := tryAgent(dctx, be)
+		if err == nil {
+			return c, nil
+		}
+		if p.exited() {
+			return nil, opError("agent", m.id, errors.Join(ErrNotRunning, p.exitError(m.out)))
+		}
+		if ctx.Err() != nil {
+			if errors.Is(err, ctx.Err()) {
+				return nil, opError("agent", m.id, err)
+			}
+			return nil, opError("agent", m.id, fmt.Errorf("%w; last attempt: %w", ctx.Err(), err))
+		}
+		m.log.Debug("agent not ready", "err", err, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-dctx.Done():
+			t.Stop()
+		}
+		delay = min(2*delay, agentRetryMax)
+	}
+}
+
+// tryAgent makes one attempt: dial (the backend retries until the channel
+// accepts) and Ping, bounded by agentPingBudget so that a connection nobody
+// serves cannot hang it. The connection is closed on failure.
+func tryAgent(ctx context.Context, be backend) (*agent.Client, error) {
+	conn, err := be.dialAgent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := agent.NewClient(conn)
+	pctx, cancel := context.WithTimeout(ctx, agentPingBudget)
+	defer cancel()
+	if _, err := c.Ping(pctx); err != nil {
+		_ = c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("ping: %w", err)
+	}
+	return c, nil
+}
