@@ -5,8 +5,8 @@ import "context"
 // Flow-control windows, in messages. ttrpc buffers 64 messages per stream on
 // each side; the windows below plus control messages stay under that.
 const (
-	outputWindow = 32      // exec stdout/stderr and file data messages towards the host
-	inputWindow  = 16      // exec stdin and file data messages towards the agent
+	outputWindow = 32       // exec stdout/stderr and file data messages towards the host
+	inputWindow  = 16       // exec stdin and file data messages towards the agent
 	chunkSize    = 32 << 10 // bytes per data message
 )
 

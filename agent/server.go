@@ -35,6 +35,10 @@ type Server struct {
 	// reaping orphans and powering off. An in-process Server never has it.
 	guest *guestInit
 
+	// inertOnly refuses Exec, ReadFile and WriteFile (PermissionDenied); the
+	// fuzz test sets it so that random frames cannot touch the host.
+	inertOnly bool
+
 	once sync.Once
 	ts   *ttrpc.Server
 	err  error

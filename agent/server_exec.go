@@ -36,6 +36,9 @@ const (
 // / credit / kill from the client; started_pid, stdout / stderr (at most the
 // granted credits), stdin credits and finally exit from the agent.
 func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) error {
+	if s.srv.inertOnly {
+		return status.Error(codes.PermissionDenied, "exec disabled")
+	}
 	in, err := stream.Recv()
 	if err != nil {
 		return err

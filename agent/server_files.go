@@ -18,6 +18,9 @@ import (
 // ReadFile streams a file: the client sends the path, then credits; the
 // agent sends info, data chunks (at most the granted credits) and eof.
 func (s *service) ReadFile(ctx context.Context, stream agentpb.Agent_ReadFileServer) error {
+	if s.srv.inertOnly {
+		return status.Error(codes.PermissionDenied, "read disabled")
+	}
 	in, err := stream.Recv()
 	if err != nil {
 		return err
@@ -92,6 +95,9 @@ func (s *service) ReadFile(ctx context.Context, stream agentpb.Agent_ReadFileSer
 // permission bits (no umask). A stream that ends without close leaves the
 // partial file and reports Aborted.
 func (s *service) WriteFile(ctx context.Context, stream agentpb.Agent_WriteFileServer) (retErr error) {
+	if s.srv.inertOnly {
+		return status.Error(codes.PermissionDenied, "write disabled")
+	}
 	in, err := stream.Recv()
 	if err != nil {
 		return err

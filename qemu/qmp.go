@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,14 @@ func (q *QMP) bound(ctx context.Context) (stop func()) {
 func (q *QMP) ioError(ctx context.Context, op string, err error) error {
 	if q.closed.Load() {
 		return fmt.Errorf("%s: %w", op, ErrClosed)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The only deadlines are ctx's; the conn's may fire a moment
+		// before ctx reports it.
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		err = cerr

@@ -125,10 +125,10 @@ func (f *firecrackerBackend) removeSockets() error {
 }
 
 // socketPollMax caps the backoff between attempts to reach a VMM's socket.
-const socketPollMax = 5 * time.Millisecond
+const socketPollMax = time.Millisecond
 
 // waitForSocket waits until a unix socket at path accepts connections,
-// polling with a short exponential backoff (from 100µs). It fails when ctx
+// polling with a short exponential backoff (from 100µs, capped at 1ms). It fails when ctx
 // ends or exited is closed (the VMM died first).
 func waitForSocket(ctx context.Context, path string, exited <-chan struct{}) error {
 	delay := 100 * time.Microsecond

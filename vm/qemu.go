@@ -1,6 +1,308 @@
 package vm
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os/exec"
+	"sync"
+	"time"
+
+	mdvsock "github.com/mdlayher/vsock"
+
+	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/qemu"
+)
+
+// Timeouts of the QEMU backend.
+const (
+	// agentShutdownTimeout bounds the attempt to power off through the
+	// guest agent before falling back to the ACPI power button.
+	agentShutdownTimeout = 2 * time.Second
+	// qmpShutdownTimeout bounds the system_powerdown fallback.
+	qmpShutdownTimeout = time.Second
+	// qemuDialRetryMax caps the backoff between attempts to reach the agent.
+	qemuDialRetryMax = 100 * time.Millisecond
+)
+
+// qemuBackend drives one qemu-system-x86_64 process (microvm machine)
+// through QMP; the guest agent is reached over vhost-vsock or a
+// virtio-serial port.
+type qemuBackend struct {
+	log  *slog.Logger
+	spec qemu.Spec
+	boot *boot
+
+	mu     sync.Mutex
+	qmp    *qemu.QMP               // nil until start connected, and after release
+	agents map[*agentConn]struct{} // open serial agent connections
+}
+
+var _ backend = (*qemuBackend)(nil)
+
 // newQEMUBackend returns the QEMU backend.
 func newQEMUBackend(m *Machine) backend {
-	return &unsupportedBackend{vmm: QEMU}
+	return &qemuBackend{log: m.log}
+}
+
+func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
+	h := probeQEMUHost(b.cfg.Accel)
+	q.boot = b
+	q.spec = qemuSpec(b.id, b.cfg, b.runDir, h)
+	if b.cfg.Accel == "auto" && q.spec.Accel == qemu.AccelTCG {
+		q.log.Debug("qemu: KVM not usable", "why", h.kvmWhy)
+	}
+	if b.cfg.Vsock != nil && q.spec.VsockCID == 0 {
+		q.log.Debug("qemu: /dev/vhost-vsock unavailable; agent channel is virtio-serial")
+	}
+	// QEMU refuses to listen on a socket path that exists.
+	if err := q.removeSockets(); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(b.cfg.QEMUBin, q.spec.Args()...)
+	cmd.Dir = b.runDir
+	return cmd, nil
+}
+
+func (q *qemuBackend) start(ctx context.Context, b *boot) error {
+	if err := waitForSocket(ctx, q.spec.QMPSocket, b.exited); err != nil {
+		return err
+	}
+	c, err := qemu.DialQMP(ctx, q.spec.QMPSocket)
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	q.qmp = c
+	q.mu.Unlock()
+	// QEMU runs the guest as soon as it is initialised (no -S); the boot is
+	// acknowledged once QMP reports it running.
+	delay := time.Millisecond
+	for {
+		st, err := c.QueryStatus(ctx)
+		if err != nil {
+			return err
+		}
+		switch st.Status {
+		case "running":
+			return nil
+		case "prelaunch", "inmigrate", "restore-vm", "debug":
+		default:
+			return fmt.Errorf("qemu: guest is %q, not running", st.Status)
+		}
+		if err := sleepCtx(ctx, delay, b.exited); err != nil {
+			return err
+		}
+		delay = min(2*delay, socketPollMax)
+	}
+}
+
+// requestShutdown asks the guest agent to power off and falls back to the
+// ACPI power button when the agent cannot be reached in time. QEMU's serial
+// socket serves one connection at a time, so the agent connections handed
+// out by dialAgent are closed first (the guest is going away anyway).
+func (q *qemuBackend) requestShutdown(ctx context.Context) error {
+	q.closeAgentConns()
+	agentErr := q.agentShutdown(ctx)
+	if agentErr == nil {
+		return nil
+	}
+	q.log.Debug("qemu: agent shutdown failed; pressing the power button", "err", agentErr)
+	c, err := q.client()
+	if err != nil {
+		return errors.Join(agentErr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, qmpShutdownTimeout)
+	defer cancel()
+	if err := c.SystemPowerdown(ctx); err != nil {
+		return errors.Join(agentErr, err)
+	}
+	return nil
+}
+
+// agentShutdown calls the agent's Shutdown RPC, bounded by
+// agentShutdownTimeout and a quarter of the time left to ctx's deadline.
+func (q *qemuBackend) agentShutdown(ctx context.Context) error {
+	timeout := agentShutdownTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d)/4)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := q.dialAgent(ctx)
+	if err != nil {
+		return err
+	}
+	c := agent.NewClient(conn)
+	defer c.Close()
+	err = c.Shutdown(ctx, false)
+	if err != nil {
+		// The agent may power off before its answer gets out; the VMM
+		// exiting is what counts.
+		select {
+		case <-q.boot.exited:
+			return nil
+		default:
+		}
+	}
+	return err
+}
+
+func (q *qemuBackend) pause(ctx context.Context) error {
+	c, err := q.client()
+	if err != nil {
+		return err
+	}
+	return c.Stop(ctx)
+}
+
+func (q *qemuBackend) resume(ctx context.Context) error {
+	c, err := q.client()
+	if err != nil {
+		return err
+	}
+	return c.Cont(ctx)
+}
+
+func (q *qemuBackend) dialVsock(ctx context.Context, port uint32) (net.Conn, error) {
+	if q.spec.VsockCID == 0 {
+		return nil, fmt.Errorf("%w: /dev/vhost-vsock is not usable on this host (modprobe vhost_vsock)", ErrNoVsock)
+	}
+	return retryDial(ctx, q.boot.exited, func(ctx context.Context) (net.Conn, error) {
+		return mdvsock.DialContext(ctx, q.spec.VsockCID, port, nil)
+	})
+}
+
+// dialAgent connects to the agent over vhost-vsock, or over the
+// virtio-serial port's socket followed by the serial handshake. QEMU's
+// socket serves one connection at a time: a second dialer waits until the
+// first one closes.
+func (q *qemuBackend) dialAgent(ctx context.Context) (net.Conn, error) {
+	if q.spec.VsockCID != 0 {
+		return q.dialVsock(ctx, agentPort)
+	}
+	conn, err := retryDial(ctx, q.boot.exited, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", q.spec.AgentSocket)
+		if err != nil {
+			return nil, err
+		}
+		if err := agent.SerialHandshake(ctx, conn); err != nil {
+			return nil, err // SerialHandshake closed conn
+		}
+		return conn, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ac := &agentConn{Conn: conn, be: q}
+	q.mu.Lock()
+	if q.agents == nil {
+		q.agents = map[*agentConn]struct{}{}
+	}
+	q.agents[ac] = struct{}{}
+	q.mu.Unlock()
+	return ac, nil
+}
+
+// closeAgentConns closes every open serial agent connection.
+func (q *qemuBackend) closeAgentConns() {
+	q.mu.Lock()
+	conns := q.agents
+	q.agents = nil
+	q.mu.Unlock()
+	for c := range conns {
+		_ = c.Close()
+	}
+}
+
+// agentConn is a serial agent connection the backend keeps track of.
+type agentConn struct {
+	net.Conn
+	be   *qemuBackend
+	once sync.Once
+	err  error
+}
+
+// Close closes the connection once and forgets it.
+func (c *agentConn) Close() error {
+	c.once.Do(func() {
+		c.be.mu.Lock()
+		delete(c.be.agents, c)
+		c.be.mu.Unlock()
+		c.err = c.Conn.Close()
+	})
+	return c.err
+}
+
+func (q *qemuBackend) release() {
+	q.closeAgentConns()
+	q.mu.Lock()
+	c := q.qmp
+	q.qmp = nil
+	q.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+	_ = q.removeSockets()
+}
+
+// client returns the QMP client, or ErrNotRunning before start connected
+// it and after release.
+func (q *qemuBackend) client() (*qemu.QMP, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.qmp == nil {
+		return nil, ErrNotRunning
+	}
+	return q.qmp, nil
+}
+
+func (q *qemuBackend) removeSockets() error {
+	var errs []error
+	for _, p := range []string{q.spec.QMPSocket, q.spec.AgentSocket} {
+		if p != "" {
+			errs = append(errs, removeIfExists(p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// retryDial calls dial until it succeeds, ctx ends or the VMM exits, with a
+// backoff from 1ms to qemuDialRetryMax. Once ctx ended, the error wraps ctx's
+// error and the last attempt's.
+func retryDial(ctx context.Context, exited <-chan struct{}, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {
+	delay := time.Millisecond
+	for {
+		conn, err := dial(ctx)
+		if err == nil {
+			return conn, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
+		if err := sleepCtx(ctx, delay, exited); err != nil {
+			return nil, err
+		}
+		delay = min(2*delay, qemuDialRetryMax)
+	}
+}
+
+// errVMMExited is returned by waits that the VMM's exit cut short.
+var errVMMExited = errors.New("vmm exited")
+
+// sleepCtx sleeps for d; it fails early when ctx ends or exited is closed.
+func sleepCtx(ctx context.Context, d time.Duration, exited <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-exited:
+		return errVMMExited
+	case <-t.C:
+		return nil
+	}
 }

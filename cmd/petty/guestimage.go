@@ -31,12 +31,16 @@ func findAgent() (string, error) {
 	if p, err := exec.LookPath(agentBinary); err == nil {
 		return p, nil
 	}
-	dir := "$(dirname $(command -v petty))"
-	if next != "" {
-		dir = filepath.Dir(next)
+	return "", fmt.Errorf("%w next to petty nor in $PATH; build it (static) with:\n  %s", errNoAgent, agentBuildHint(next))
+}
+
+// agentBuildHint is the command that builds petty-agent at path (next to
+// petty), or into the directory of petty when path is "".
+func agentBuildHint(path string) string {
+	if path == "" {
+		path = "$(dirname $(command -v petty))/" + agentBinary
 	}
-	return "", fmt.Errorf("%w next to petty nor in $PATH; build it (static) with:\n  CGO_ENABLED=0 go build -o %s/%s github.com/pettyvm/petty/cmd/%s",
-		errNoAgent, dir, agentBinary, agentBinary)
+	return "CGO_ENABLED=0 go build -o " + path + " github.com/pettyvm/petty/cmd/" + agentBinary
 }
 
 // guestImage holds the files a VM boots from.

@@ -40,7 +40,7 @@ func (p *progress) step(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.endLocked()
-	if !p.terminal {
+	if p.verbose {
 		fmt.Fprintln(p.w, "petty: "+msg)
 		return
 	}
@@ -71,11 +71,7 @@ func (p *progress) endLocked() {
 		p.timer = nil
 	}
 	if p.shown {
-		if p.verbose {
-			fmt.Fprintln(p.w) // keep it, later log lines follow
-		} else {
-			fmt.Fprint(p.w, "\r\033[K")
-		}
+		fmt.Fprint(p.w, "\r\033[K") // erase the line
 		p.shown = false
 	}
 	p.current = ""

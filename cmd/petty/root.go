@@ -96,6 +96,11 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		return exitInterrupted
 	}
 	msg := strings.TrimRight(err.Error(), "\n")
+	var gse *guestStartError
+	if errors.As(err, &gse) {
+		fmt.Fprintf(a.stderr, "petty: %s\n", msg)
+		return gse.code
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(a.stderr, "petty: %s\nUsage: %s\nRun '%s --help' for more.\n", msg, cmd.UseLine(), cmd.CommandPath())

@@ -5,11 +5,9 @@ import (
 	"os"
 	"os/exec"
 
+	"github.com/pettyvm/petty/qemu"
 	"github.com/pettyvm/petty/vm"
 )
-
-// qemuBinary is the QEMU executable petty uses.
-const qemuBinary = "qemu-system-x86_64"
 
 // findFirecracker returns the firecracker executable the way vm.Config does:
 // explicit, then $PETTY_FIRECRACKER_BIN, then $PATH. It returns "" when none
@@ -38,7 +36,7 @@ type vmmChoice struct {
 
 // chooseVMM resolves --vmm (auto, firecracker or qemu).
 func chooseVMM(flag, firecrackerBin string) vmmChoice {
-	kvmOK, kvmWhy := kvmUsable()
+	kvmOK, kvmWhy := qemu.KVMUsable()
 	accel := "tcg"
 	if kvmOK {
 		accel = "kvm"
@@ -56,6 +54,6 @@ func chooseVMM(flag, firecrackerBin string) vmmChoice {
 	case fc == "":
 		return vmmChoice{vmm: vm.QEMU, accel: accel, reason: fmt.Sprintf("firecracker not found; QEMU with %s", accel)}
 	default:
-		return vmmChoice{vmm: vm.QEMU, accel: accel, reason: "KVM is not usable (" + kvmWhy + "); QEMU with TCG"}
+		return vmmChoice{vmm: vm.QEMU, accel: accel, reason: "KVM cannot boot Firecracker guests (" + kvmWhy + ")"}
 	}
 }

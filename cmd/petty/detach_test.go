@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// readRecord returns the state file of the detached VM name.
+func (h *harness) readRecord(name string) record {
+	h.t.Helper()
+	data, err := os.ReadFile(filepath.Join(h.stateDir, name+".json"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func TestDetachCycle(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(nil, append([]string{"run", "--detach", "--name", "box"}, h.vmFlags()...)...)
+	if res.code != 0 || res.stdout != "box\n" {
+		t.Fatalf("run --detach: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	r := h.readRecord("box")
+	defer reapOrphan(t, r.SupervisorPID)
+	if !alive(r.PID) || !alive(r.SupervisorPID) || r.VsockPath == "" || r.RunDir == "" {
+		t.Fatalf("record %+v: want a live VMM and supervisor with sockets", r)
+	}
+
+	// The name is taken.
+	if res := h.run(nil, append([]string{"run", "--detach", "--name", "box"}, h.vmFlags()...)...); res.code != 1 || !strings.Contains(res.stderr, "already exists") {
+		t.Errorf("second run --detach --name box: code %d, stderr %q", res.code, res.stderr)
+	}
+
+	res = h.run(nil, "ls")
+	if res.code != 0 || !regexpLine(res.stdout, "box", r.ID, "firecracker", "running") {
+		t.Errorf("ls: code %d, stdout:\n%s", res.code, res.stdout)
+	}
+
+	res = h.run(nil, "exec", "box", "--", "sh", "-c", "echo hi; echo err >&2; exit 4")
+	if res.code != 4 || res.stdout != "hi\n" || res.stderr != "err\n" {
+		t.Errorf("exec: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	res = h.run(strings.NewReader("piped\n"), "exec", "box", "cat")
+	if res.code != 0 || res.stdout != "piped\n" {
+		t.Errorf("exec cat: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+
+	res = h.run(nil, "stop", "box")
+	if res.code != 0 {
+		t.Fatalf("stop: code %d, stderr %q", res.code, res.stderr)
+	}
+	reapOrphan(t, r.SupervisorPID)
+	if alive(r.PID) || alive(r.SupervisorPID) {
+		t.Errorf("after stop: VMM alive %v, supervisor alive %v", alive(r.PID), alive(r.SupervisorPID))
+	}
+	if _, err := os.Stat(r.RunDir); !os.IsNotExist(err) {
+		t.Errorf("run dir %s still there (%v)", r.RunDir, err)
+	}
+	if res := h.run(nil, "exec", "box", "--", "true"); res.code != 1 {
+		t.Errorf("exec after stop: code %d, want 1", res.code)
+	}
+}
+
+func TestDetachRm(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(nil, append([]string{"run", "--detach"}, h.vmFlags()...)...)
+	if res.code != 0 {
+		t.Fatalf("run --detach: code %d, stderr %q", res.code, res.stderr)
+	}
+	name := strings.TrimSpace(res.stdout)
+	r := h.readRecord(name)
+	defer reapOrphan(t, r.SupervisorPID)
+	if res := h.run(nil, "rm", name); res.code != 0 {
+		t.Fatalf("rm: code %d, stderr %q", res.code, res.stderr)
+	}
+	reapOrphan(t, r.SupervisorPID)
+	if alive(r.PID) {
+		t.Errorf("VMM %d alive after rm", r.PID)
+	}
+	if res := h.run(nil, "rm", name); res.code != 1 || !strings.Contains(res.stderr, "no such VM") {
+		t.Errorf("second rm: code %d, stderr %q", res.code, res.stderr)
+	}
+}
+
+// TestDetachExited kills a detached VM's VMM behind petty's back: ls shows
+// it once as exited and forgets it.
+func TestDetachExited(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(nil, append([]string{"run", "--detach", "--name", "gone"}, h.vmFlags()...)...)
+	if res.code != 0 {
+		t.Fatalf("run --detach: code %d, stderr %q", res.code, res.stderr)
+	}
+	r := h.readRecord("gone")
+	defer reapOrphan(t, r.SupervisorPID)
+	p, err := openProc(r.PID, r.RunDir)
+	if err != nil || p == nil {
+		t.Fatalf("openProc(%d) = %v, %v", r.PID, p, err)
+	}
+	if err := p.kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.close()
+	reapOrphan(t, r.SupervisorPID) // it destroys the run dir and exits
+	res = h.run(nil, "ls")
+	if !regexpLine(res.stdout, "gone", "exited") {
+		t.Errorf("ls:\n%s", res.stdout)
+	}
+	if res := h.run(nil, "ls"); strings.Contains(res.stdout, "gone") {
+		t.Errorf("second ls still lists it:\n%s", res.stdout)
+	}
+}
+
+// regexpLine reports whether some line of out holds every field in order.
+func regexpLine(out string, fields ...string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := line, true
+		for _, f := range fields {
+			i := strings.Index(rest, f)
+			if i < 0 {
+				ok = false
+				break
+			}
+			rest = rest[i+len(f):]
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pettyvm/petty/qemu"
+	"github.com/pettyvm/petty/vm"
+)
+
+// check is one line of petty doctor.
+type check struct {
+	name   string
+	ok     bool
+	detail string
+	fix    string // what to do when !ok
+	// optional marks a part only some features need.
+	optional bool
+}
+
+func (a *app) doctorCommand() *cobra.Command {
+	var firecrackerBin string
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Show what this host can run, and how to fix what is missing",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			checks := doctorChecks(firecrackerBin)
+			printChecks(a.stdout, checks)
+			c := chooseVMM("auto", firecrackerBin)
+			fmt.Fprintf(a.stdout, "\n--vmm auto picks %s: %s.\n", describe(c.vmm, c.accel), c.reason)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&firecrackerBin, "firecracker-bin", "", "firecracker executable to check (default $"+vm.FirecrackerBinEnv+", then $PATH)")
+	return cmd
+}
+
+func printChecks(w io.Writer, checks []check) {
+	for _, c := range checks {
+		mark := "ok"
+		switch {
+		case !c.ok && c.optional:
+			mark = "warn"
+		case !c.ok:
+			mark = "MISSING"
+		}
+		fmt.Fprintf(w, "%-8s %-16s %s\n", mark, c.name, c.detail)
+		if !c.ok && c.fix != "" {
+			fmt.Fprintf(w, "%-8s %-16s fix: %s\n", "", "", c.fix)
+		}
+	}
+}
+
+func doctorChecks(firecrackerBin string) []check {
+	var cs []check
+
+	kvmOK, why := qemu.KVMUsable()
+	k := check{name: "KVM", ok: kvmOK, detail: "/dev/kvm is usable"}
+	if !kvmOK {
+		k.detail = why
+		k.fix = kvmFix()
+		k.optional = true // QEMU/TCG still works
+	}
+	cs = append(cs, k)
+
+	fc := check{name: "firecracker", optional: true,
+		fix: "download firecracker v1.16 from https://github.com/firecracker-microvm/firecracker/releases into $PATH, or set $" + vm.FirecrackerBinEnv + " (or --firecracker-bin)"}
+	if p := findFirecracker(firecrackerBin); p != "" {
+		v, err := commandVersion(p, "--version")
+		fc.ok = err == nil
+		fc.detail = p + ": " + v
+		if err != nil {
+			fc.detail = fmt.Sprintf("%s: --version failed: %v", p, err)
+		}
+	} else {
+		fc.detail = "not found"
+	}
+	cs = append(cs, fc)
+
+	q := check{name: "qemu", fix: "apt-get install qemu-system-x86"}
+	if p, err := qemu.FindBinary(); err != nil {
+		q.detail = qemu.BinaryName + " not found"
+	} else if v, err := qemu.Version(p); err != nil {
+		q.detail = err.Error()
+	} else {
+		q.ok, q.detail = true, p+": "+v
+	}
+	cs = append(cs, q)
+
+	cs = append(cs,
+		check{name: "vhost-vsock", ok: qemu.VhostVsockAvailable(), optional: true,
+			detail: onOff(qemu.VhostVsockAvailable(), "/dev/vhost-vsock is usable", "/dev/vhost-vsock is not usable (petty's QEMU VMs use virtio-serial instead)"),
+			fix:    "modprobe vhost_vsock"},
+		charDevCheck("tun", "/dev/net/tun", "needed only for --tap", "modprobe tun"),
+		busyboxCheck("/bin/busybox"),
+		kernelCheck(),
+		agentCheck(),
+		cacheCheck(),
+	)
+	return cs
+}
+
+// kvmFix says how to make /dev/kvm usable.
+func kvmFix() string {
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return "this host's KVM is nested PVM: run petty on bare metal or in a VM with nested virtualization for Firecracker; QEMU/TCG works here meanwhile"
+	}
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		return "enable VT-x/AMD-V in the firmware and modprobe kvm_intel (or kvm_amd)"
+	}
+	return "sudo usermod -aG kvm $USER, then log in again"
+}
+
+func onOff(ok bool, yes, no string) string {
+	if ok {
+		return yes
+	}
+	return no
+}
+
+func charDevCheck(name, path, why, fix string) check {
+	c := check{name: name, optional: true, fix: fix}
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		c.detail = fmt.Sprintf("%s: %v (%s)", path, err, why)
+	case fi.Mode()&os.ModeCharDevice == 0:
+		c.detail = path + " is not a character device (" + why + ")"
+	default:
+		c.ok, c.detail = true, path+" present"
+	}
+	return c
+}
+
+func busyboxCheck(path string) check {
+	c := check{name: "busybox-static", fix: "apt-get install busybox-static"}
+	f, err := elf.Open(path)
+	if err != nil {
+		c.detail = fmt.Sprintf("%s: %v (the default guest image needs it)", path, err)
+		return c
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			c.detail = path + " is dynamically linked (the guest needs the static one)"
+			return c
+		}
+	}
+	c.ok, c.detail = true, path+" is static"
+	return c
+}
+
+func kernelCheck() check {
+	c := check{name: "guest kernel", fix: "apt-get install linux-image-cloud-amd64 (or pass --kernel)"}
+	m, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
+	if len(m) == 0 {
+		c.detail = "no /boot/vmlinuz-*-cloud-amd64 for the default guest image"
+		return c
+	}
+	c.ok, c.detail = true, m[len(m)-1]
+	return c
+}
+
+func agentCheck() check {
+	c := check{name: agentBinary}
+	p, err := findAgent()
+	if err != nil {
+		c.detail = "not found next to petty nor in $PATH (the default guest image needs it)"
+		next := ""
+		if exe, err := os.Executable(); err == nil {
+			next = filepath.Join(filepath.Dir(exe), agentBinary)
+		}
+		c.fix = agentBuildHint(next)
+		return c
+	}
+	c.ok, c.detail = true, p
+	return c
+}
+
+func cacheCheck() check {
+	c := check{name: "image cache", optional: true}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		c.detail = "no cache directory: " + err.Error()
+		c.fix = "set $XDG_CACHE_HOME"
+		return c
+	}
+	dir = filepath.Join(dir, "petty")
+	entries, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(dir, e.Name(), "initrd.img")); err == nil && e.IsDir() {
+			n++
+		}
+	}
+	c.ok = n > 0
+	c.detail = fmt.Sprintf("%s: %d image(s)", dir, n)
+	c.fix = "petty image build (petty run builds it on first use)"
+	return c
+}
+
+// commandVersion runs bin with args and returns the first line it printed.
+func commandVersion(bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).Output()
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line, nil
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func (a *app) execCommand() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "exec [flags] NAME [--] CMD [ARGS...]",
+		Short: "Run a command in a detached VM",
+		Long: `Run CMD in the detached VM NAME (see petty run --detach) with stdin, stdout
+and stderr streamed, and exit with its exit code (128+N when signal N killed it).`,
+		Example: "  petty exec dev -- ls -l /",
+		Args:    minArgs(2, "NAME and the command to run (petty exec NAME -- CMD [ARGS...])"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, argv := args[0], args[1:]
+			if argv[0] == "--" { // NAME -- CMD: the flags ended at NAME
+				argv = argv[1:]
+			}
+			if len(argv) == 0 {
+				return usagef("missing the command to run (petty exec NAME -- CMD [ARGS...])")
+			}
+			return a.exec(cmd.Context(), name, argv, timeout)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().DurationVar(&timeout, "connect-timeout", 10*time.Second, "how long to try to reach the VM's agent")
+	return cmd
+}
+
+func (a *app) exec(ctx context.Context, name string, args []string, timeout time.Duration) (retErr error) {
+	r, err := a.load(name)
+	if err != nil {
+		return err
+	}
+	if st := a.liveState(r); st != stateRunning {
+		return fmt.Errorf("VM %s is %s", name, st)
+	}
+	ctx, interrupted, stop := interruptible(ctx)
+	defer stop()
+	defer func() {
+		if interrupted() {
+			retErr = errInterrupted
+		}
+	}()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	c, err := connectAgent(cctx, r)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return a.runInGuest(ctx, c, args)
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pettyvm/petty/agent"
+)
+
+// Exit codes of a guest command that could not run, as a shell reports them.
+const (
+	exitNotFound      = 127
+	exitNotExecutable = 126
+	exitSignalBase    = 128
+)
+
+// runInGuest runs args through c with petty's standard streams and returns
+// nil when it exited 0, an exitCode with its status otherwise (128+N when
+// killed by signal N), or the error that kept it from running.
+func (a *app) runInGuest(ctx context.Context, c *agent.Client, args []string) error {
+	err := c.Exec(ctx, &agent.Cmd{Args: args, Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr})
+	return guestStatus(args[0], err)
+}
+
+// guestStatus maps the result of agent.Client.Exec to petty's exit.
+func guestStatus(name string, err error) error {
+	var ee *agent.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee):
+		if ee.Signal != "" {
+			if n := unix.SignalNum(ee.Signal); n != 0 {
+				return exitCode(exitSignalBase + int(n))
+			}
+			return exitCode(exitSignalBase + int(unix.SIGKILL))
+		}
+		return exitCode(ee.Code)
+	case errors.Is(err, fs.ErrNotExist):
+		return &guestStartError{code: exitNotFound, err: fmt.Errorf("%s: command not found in the guest", name)}
+	case errors.Is(err, fs.ErrPermission):
+		return &guestStartError{code: exitNotExecutable, err: fmt.Errorf("%s: permission denied in the guest", name)}
+	}
+	return fmt.Errorf("running %s in the guest: %w", name, err)
+}
+
+// guestStartError is a command the agent could not start: petty prints it and
+// exits with code, as a shell would.
+type guestStartError struct {
+	code int
+	err  error
+}
+
+func (e *guestStartError) Error() string { return e.err.Error() }
+func (e *guestStartError) Unwrap() error { return e.err }

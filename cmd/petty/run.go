@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/vm"
+)
+
+func (a *app) runCommand() *cobra.Command {
+	var (
+		f      vmFlags
+		detach bool
+		name   string
+	)
+	cmd := &cobra.Command{
+		Use:   "run [flags] [--] CMD [ARGS...]",
+		Short: "Boot a VM, run CMD in it, and destroy it",
+		Long: `Boot a microVM, run CMD in it through the guest agent with stdin, stdout and
+stderr streamed, destroy the VM, and exit with CMD's exit code (128+N when a
+signal N killed it). Ctrl-C destroys the VM and exits 130.
+
+Without --kernel, petty boots its default guest image (built once and cached;
+it needs petty-agent next to petty or in $PATH). With --detach, petty boots
+the VM, prints its name and leaves it running: see petty exec, ls, stop, rm.`,
+		Example: `  petty run -- uname -a
+  echo hello | petty run -- cat
+  petty run --vmm qemu --memory 512 -- sh -c 'free -m'
+  petty run --detach --name dev`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			if detach {
+				if len(args) > 0 {
+					return usagef("--detach takes no command: run one later with 'petty exec NAME -- CMD'")
+				}
+				return a.runDetached(cmd.Context(), &f, name)
+			}
+			if name != "" {
+				return usagef("--name is only for --detach")
+			}
+			if len(args) == 0 {
+				return usagef("missing the command to run")
+			}
+			return a.runOnce(cmd.Context(), &f, args)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SetInterspersed(false) // everything after CMD belongs to CMD
+	f.register(fs)
+	fs.BoolVar(&detach, "detach", false, "boot the VM, print its name and leave it running")
+	fs.StringVar(&name, "name", "", "name of a detached VM (default: generated)")
+	return cmd
+}
+
+// runOnce is petty run without --detach.
+func (a *app) runOnce(ctx context.Context, f *vmFlags, args []string) (retErr error) {
+	ctx, interrupted, stop := interruptible(ctx)
+	defer stop()
+	defer func() {
+		if interrupted() {
+			retErr = errInterrupted
+		}
+	}()
+
+	prog := newProgress(a.stderr, a.verbose)
+	defer prog.done()
+	cfg, choice, err := a.prepare(ctx, f, prog)
+	if err != nil {
+		return err
+	}
+	m, client, err := a.boot(ctx, cfg, choice, f.bootTimeout, prog)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = client.Close()
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.stopTimeout)
+		defer cancel()
+		if err := m.Destroy(dctx); err != nil && retErr == nil {
+			retErr = fmt.Errorf("destroying the VM: %w", err)
+		}
+	}()
+	return a.runInGuest(ctx, client, args)
+}
+
+// prepare picks the VMM, resolves the guest image and builds the Config.
+func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (vm.Config, vmmChoice, error) {
+	log := a.logger()
+	choice := chooseVMM(f.vmm, f.firecrackerBin)
+	log.Debug("vmm chosen", "vmm", choice.vmm, "why", choice.reason)
+	img, err := f.resolveImage(ctx, prog, log)
+	if err != nil {
+		return vm.Config{}, choice, err
+	}
+	cfg, err := f.config(choice.vmm, img.kernel, img.initrd, img.rootfs)
+	if err != nil {
+		return vm.Config{}, choice, err
+	}
+	if choice.vmm == vm.QEMU {
+		// The agent's channel is virtio-serial: it needs no vhost-vsock
+		// and no guest CID unique across the host's VMs.
+		cfg.Vsock = nil
+		cfg.Accel = choice.accel
+	}
+	cfg.RunDir = a.runDir
+	cfg.Logger = log
+	if a.verbose {
+		cfg.Console = a.stderr
+	}
+	if err := cfg.Validate(); err != nil {
+		return vm.Config{}, choice, configError(err)
+	}
+	return cfg, choice, nil
+}
+
+// boot creates the VM and waits for its agent, within timeout.
+func (a *app) boot(ctx context.Context, cfg vm.Config, choice vmmChoice, timeout time.Duration, prog *progress) (*vm.Machine, *agent.Client, error) {
+	prog.step("booting VM (%s)", describe(choice.vmm, choice.accel))
+	defer prog.done()
+	bctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := vm.Create(bctx, cfg)
+	if err != nil {
+		return nil, nil, bootError(ctx, err, timeout, nil)
+	}
+	c, err := m.Agent(bctx)
+	if err != nil {
+		tail := m.ConsoleTail()
+		_ = m.Kill()
+		_ = m.Destroy(context.WithoutCancel(ctx))
+		if a.verbose {
+			tail = nil // already on stderr
+		}
+		return nil, nil, bootError(ctx, err, timeout, tail)
+	}
+	return m, c, nil
+}
+
+// bootError explains a failed boot: an interrupt, the boot timeout (with the
+// console's tail), or the VMM's own failure (vm.ExitError carries its tail).
+func bootError(ctx context.Context, err error, timeout time.Duration, tail []byte) error {
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+	var extra string
+	var ee *vm.ExitError
+	if t := strings.TrimSpace(string(lastBytes(tail, 2048))); t != "" && !errors.As(err, &ee) {
+		extra = "\n--- console tail ---\n" + t
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("the VM did not boot, or its agent did not answer, within --boot-timeout %v: %w%s", timeout, err, extra)
+	}
+	return fmt.Errorf("booting the VM: %w%s", err, extra)
+}
+
+func lastBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// configError turns vm's validation errors into one list a person can act on.
+func configError(err error) error {
+	return fmt.Errorf("bad VM configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+}
