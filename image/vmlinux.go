@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
@@ -31,8 +32,8 @@ const (
 // ExtractVmlinux returns the uncompressed ELF kernel (vmlinux) embedded in an
 // x86 bzImage such as /boot/vmlinuz-*. It reads the setup header's
 // payload_offset and payload_length, decompresses the payload (LZ4 legacy
-// frames as the kernel writes them, gzip, XZ without branch filters, or
-// zstd) and trims the relocation table the kernel appends after the ELF
+// frames as the kernel writes them, gzip, XZ with or without the x86 BCJ
+// filter, or zstd) and trims the relocation table the kernel appends after the ELF
 // file. Errors wrap ErrNotVmlinux or ErrUnsupportedCompression.
 func ExtractVmlinux(bzImage []byte) ([]byte, error) {
 	payload, err := bzImagePayload(bzImage)
@@ -92,11 +93,14 @@ func decompressPayload(p []byte) ([]byte, error) {
 	case binary.LittleEndian.Uint32(body) == lz4LegacyMagic:
 		out, err = decodeLZ4Legacy(body, size)
 	case bytes.HasPrefix(body, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		var xr *xz.Reader
-		if xr, err = xz.NewReader(bytes.NewReader(body)); err == nil {
-			out, err = readLimited(xr, "xz")
-		} else {
-			err = fmt.Errorf("%w: xz: %v", ErrUnsupportedCompression, err)
+		out, err = decodeXZBCJ(body, size)
+		if errors.Is(err, errNotBCJ) {
+			var xr *xz.Reader
+			if xr, err = xz.NewReader(bytes.NewReader(body)); err == nil {
+				out, err = readLimited(xr, "xz")
+			} else {
+				err = fmt.Errorf("%w: xz: %v", ErrUnsupportedCompression, err)
+			}
 		}
 	case bytes.HasPrefix(body, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		var zr *zstd.Decoder
