@@ -2,6 +2,7 @@ package image_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/pettyvm/petty/image"
@@ -17,4 +18,15 @@ func ExampleBuild() {
 		return
 	}
 	fmt.Println(img.Kernel, img.Initrd, img.RootFS, img.Cached)
+}
+
+func ExampleMissingError() {
+	_, err := image.Build(context.Background(), image.Options{
+		AgentPath:   "/usr/lib/petty/petty-agent",
+		BusyboxPath: "/nonexistent/busybox",
+	})
+	var missing *image.MissingError
+	if errors.As(err, &missing) {
+		fmt.Println("install package", missing.Package)
+	}
 }

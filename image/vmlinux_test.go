@@ -3,8 +3,10 @@ package image
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -112,5 +114,35 @@ func TestCompareVersions(t *testing.T) {
 		if got := compareVersions(tt.a, tt.b); got != tt.want {
 			t.Errorf("compareVersions(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// TestExtractVmlinuxXZBCJ compresses like scripts/xz_wrap.sh does for x86
+// (x86 BCJ filter, then LZMA2) with the xz tool and extracts it again.
+func TestExtractVmlinuxXZBCJ(t *testing.T) {
+	xzPath, err := exec.LookPath("xz")
+	if err != nil {
+		t.Skip("xz not found: apt-get install xz-utils")
+	}
+	// x86 machine code exercises the filter: calls and jumps abound.
+	code, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fakeELF(code[:min(len(code), 4<<20)])
+	raw := append(append([]byte{}, want...), "relocs"...)
+	cmd := exec.Command(xzPath, "--format=xz", "--check=crc32", "--x86", "--lzma2=preset=1,dict=1MiB", "-c")
+	cmd.Stdin = bytes.NewReader(raw)
+	compressed, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := binary.LittleEndian.AppendUint32(compressed, uint32(len(raw)))
+	got, err := ExtractVmlinux(fakeBzImage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("x86 BCJ xz payload did not round-trip")
 	}
 }
