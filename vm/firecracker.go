@@ -2,10 +2,12 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
@@ -27,6 +29,21 @@ type firecrackerBackend struct {
 
 var _ backend = (*firecrackerBackend)(nil)
 
+// useConfigFile selects how the Firecracker backend configures the VMM:
+// false makes the API calls one by one (PUT /machine-config, /boot-source,
+// /drives/…, /network-interfaces/…, /vsock, then InstanceStart); true passes
+// the same configuration with --config-file, so that Firecracker boots at
+// once, and Start waits for the API to report the instance running.
+// BenchmarkStartFirecracker measures both: the config file saves five round
+// trips (about 15% of Start on the fake firecracker, see the README), so it is
+// the default. A configuration Firecracker rejects then makes it exit, and
+// Start reports an *ExitError whose console tail holds Firecracker's reason;
+// with API calls it would be a *firecracker.APIError naming the call.
+var useConfigFile = true
+
+// configFileName is the --config-file's name in the run directory.
+const configFileName = "firecracker.json"
+
 func (f *firecrackerBackend) command(b *boot) (*exec.Cmd, error) {
 	f.apiSock = filepath.Join(b.runDir, apiSocketName)
 	if b.cfg.Vsock != nil {
@@ -37,49 +54,104 @@ func (f *firecrackerBackend) command(b *boot) (*exec.Cmd, error) {
 	if err := f.removeSockets(); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(b.cfg.FirecrackerBin, "--api-sock", f.apiSock, "--id", b.id)
+	// The client exists before the process does, so that release (run by
+	// the reaper) never races with start.
+	f.client = firecracker.NewClient(f.apiSock)
+	args := []string{"--api-sock", f.apiSock, "--id", b.id}
+	if useConfigFile {
+		data, err := json.Marshal(firecrackerConfig(b.cfg))
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(b.runDir, configFileName)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "--config-file", path)
+	}
+	cmd := exec.Command(b.cfg.FirecrackerBin, args...)
 	cmd.Dir = b.runDir
 	return cmd, nil
+}
+
+// firecrackerConfig translates a defaulted Config into Firecracker's terms.
+func firecrackerConfig(c *Config) firecracker.Config {
+	smt := c.SMT
+	fc := firecracker.Config{
+		MachineConfig: firecracker.MachineConfiguration{VcpuCount: c.VCPUs, MemSizeMib: c.MemoryMiB, Smt: &smt},
+		BootSource:    firecracker.BootSource{KernelImagePath: c.Kernel, InitrdPath: c.Initrd, BootArgs: c.BootArgs},
+	}
+	for i, d := range c.allDrives() {
+		ro := d.ReadOnly
+		fc.Drives = append(fc.Drives, firecracker.Drive{
+			DriveID: d.ID, PathOnHost: d.Path, IsRootDevice: i == 0 && c.RootDrive.Path != "", IsReadOnly: &ro,
+		})
+	}
+	if n := c.Network; n != nil {
+		fc.NetworkInterfaces = []firecracker.NetworkInterface{{IfaceID: "eth0", HostDevName: n.Tap, GuestMac: n.MAC}}
+	}
+	if v := c.Vsock; v != nil {
+		fc.Vsock = &firecracker.Vsock{GuestCID: v.CID, UdsPath: v.Path}
+	}
+	return fc
 }
 
 func (f *firecrackerBackend) start(ctx context.Context, b *boot) error {
 	if err := waitForSocket(ctx, f.apiSock, b.exited); err != nil {
 		return err
 	}
-	f.client = firecracker.NewClient(f.apiSock)
-	c := b.cfg
-	smt := c.SMT
-	if err := f.client.PutMachineConfig(ctx, firecracker.MachineConfiguration{
-		VcpuCount: c.VCPUs, MemSizeMib: c.MemoryMiB, Smt: &smt,
-	}); err != nil {
+	if useConfigFile {
+		return f.awaitRunning(ctx, b.exited)
+	}
+	return f.configure(ctx, firecrackerConfig(b.cfg))
+}
+
+// configure sends fc through the API, then InstanceStart.
+func (f *firecrackerBackend) configure(ctx context.Context, fc firecracker.Config) error {
+	if err := f.client.PutMachineConfig(ctx, fc.MachineConfig); err != nil {
 		return err
 	}
-	if err := f.client.PutBootSource(ctx, firecracker.BootSource{
-		KernelImagePath: c.Kernel, InitrdPath: c.Initrd, BootArgs: c.BootArgs,
-	}); err != nil {
+	if err := f.client.PutBootSource(ctx, fc.BootSource); err != nil {
 		return err
 	}
-	for i, d := range c.allDrives() {
-		ro := d.ReadOnly
-		if err := f.client.PutDrive(ctx, firecracker.Drive{
-			DriveID: d.ID, PathOnHost: d.Path, IsRootDevice: i == 0 && c.RootDrive.Path != "", IsReadOnly: &ro,
-		}); err != nil {
+	for _, d := range fc.Drives {
+		if err := f.client.PutDrive(ctx, d); err != nil {
 			return err
 		}
 	}
-	if n := c.Network; n != nil {
-		if err := f.client.PutNetworkInterface(ctx, firecracker.NetworkInterface{
-			IfaceID: "eth0", HostDevName: n.Tap, GuestMac: n.MAC,
-		}); err != nil {
+	for _, n := range fc.NetworkInterfaces {
+		if err := f.client.PutNetworkInterface(ctx, n); err != nil {
 			return err
 		}
 	}
-	if v := c.Vsock; v != nil {
-		if err := f.client.PutVsock(ctx, firecracker.Vsock{GuestCID: v.CID, UdsPath: v.Path}); err != nil {
+	if fc.Vsock != nil {
+		if err := f.client.PutVsock(ctx, *fc.Vsock); err != nil {
 			return err
 		}
 	}
 	return f.client.StartInstance(ctx)
+}
+
+// awaitRunning polls GET / until a VMM started with --config-file reports
+// its instance running (Firecracker answers API calls only once the boot from
+// the file is done, so the first answer normally says Running).
+func (f *firecrackerBackend) awaitRunning(ctx context.Context, exited <-chan struct{}) error {
+	for {
+		info, err := f.client.DescribeInstance(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State == firecracker.InstanceStateRunning {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+			return errors.New("VMM exited while booting from its config file")
+		case <-time.After(100 * time.Microsecond):
+		}
+	}
 }
 
 func (f *firecrackerBackend) requestShutdown(ctx context.Context) error {
@@ -108,9 +180,7 @@ func (f *firecrackerBackend) dialAgent(ctx context.Context) (net.Conn, error) {
 }
 
 func (f *firecrackerBackend) release() {
-	if f.client != nil {
-		_ = f.client.Close()
-	}
+	_ = f.client.Close()
 	_ = f.removeSockets()
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/firecracker"
+	"github.com/pettyvm/petty/qemu"
 )
 
 // Machine is one VM. Its methods are safe for concurrent use.
@@ -176,7 +177,8 @@ const vmmDeathGrace = 500 * time.Millisecond
 // isAPIError reports whether err is an answer from the VMM (it is alive).
 func isAPIError(err error) bool {
 	var ae *firecracker.APIError
-	return errors.As(err, &ae)
+	var qe *qemu.QMPError
+	return errors.As(err, &ae) || errors.As(err, &qe)
 }
 
 // reaped runs once the VMM process p of backend be has been reaped.

@@ -168,10 +168,10 @@ func TestStartErrors(t *testing.T) {
 		timeout time.Duration
 		check   func(t *testing.T, err error)
 	}{
-		{"api error", map[string]string{"FAKEFC_FAIL": "/drives"}, 0, func(t *testing.T, err error) {
-			var ae *firecracker.APIError
-			if !errors.As(err, &ae) || ae.StatusCode != 400 || !strings.Contains(ae.FaultMessage, "injected") {
-				t.Errorf("err = %v, want an *APIError 400 with the fault message", err)
+		{"config rejected by the vmm", map[string]string{"PETTY_TEST_TAP": "nosuchtap0"}, 0, func(t *testing.T, err error) {
+			var ee *vm.ExitError
+			if !errors.As(err, &ee) || !strings.Contains(ee.Console, "nosuchtap0") {
+				t.Errorf("err = %v, want an *ExitError with Firecracker's reason", err)
 			}
 		}},
 		{"crash at start", map[string]string{"FAKEFC_CRASH_AT_START": "1"}, 0, func(t *testing.T, err error) {
@@ -196,7 +196,11 @@ func TestStartErrors(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			m, err := vm.New(fakeConfig(t))
+			cfg := fakeConfig(t)
+			if tap := os.Getenv("PETTY_TEST_TAP"); tap != "" {
+				cfg.Network = &vm.Network{Tap: tap}
+			}
+			m, err := vm.New(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -223,6 +227,23 @@ func TestStartErrors(t *testing.T) {
 			}
 			checkClean(t, m, 0)
 		})
+	}
+}
+
+func TestAPIErrorAfterBoot(t *testing.T) {
+	t.Setenv("FAKEFC_FAIL", "/vm")
+	m, err := vm.Create(t.Context(), fakeConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Destroy(t.Context())
+	err = m.Pause(t.Context())
+	var ae *firecracker.APIError
+	if !errors.As(err, &ae) || ae.StatusCode != 400 || !strings.Contains(ae.FaultMessage, "injected") {
+		t.Errorf("Pause = %v, want an *APIError 400 with the fault message", err)
+	}
+	if m.State() != vm.Running {
+		t.Errorf("state after a failed Pause: %v", m.State())
 	}
 }
 
