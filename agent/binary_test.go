@@ -43,7 +43,7 @@ func TestBinaryShutdownInNamespace(t *testing.T) {
 	}
 	defer os.RemoveAll(sockDir)
 	sock := filepath.Join(sockDir, "agent.sock")
-	cmd := exec.Command("unshare", "--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private",
+	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--propagation", "private",
 		bin, "--listen", "unix://"+sock)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -51,11 +51,10 @@ func TestBinaryShutdownInNamespace(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	reaped := false
 	defer func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill() // unshare; the namespace's init dies with it
+		if !reaped {
+			cmd.Process.Kill() // unshare; --kill-child takes the agent along
 			<-exited
 		}
 	}()
@@ -91,6 +90,7 @@ func TestBinaryShutdownInNamespace(t *testing.T) {
 	}
 	select {
 	case err := <-exited:
+		reaped = true
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
 			t.Fatal(err)

@@ -26,6 +26,7 @@ type RemoteError struct {
 	Message string
 }
 
+// Error formats the code and the agent's message.
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("agent: %s: %s", e.Code, e.Message)
 }
@@ -63,6 +64,8 @@ type ExitError struct {
 	Stderr []byte
 }
 
+// Error describes the exit like os/exec does ("exit status 1",
+// "signal: SIGKILL").
 func (e *ExitError) Error() string {
 	var s string
 	switch {

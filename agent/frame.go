@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 )
@@ -39,6 +40,7 @@ func checkFrameHeader(h []byte) error {
 type guardConn struct {
 	net.Conn
 	onClose func()
+	log     *slog.Logger
 
 	hdr  [frameHeaderLen]byte
 	hn   int // header bytes read
@@ -69,6 +71,9 @@ func (g *guardConn) Read(p []byte) (int, error) {
 			}
 		}
 		if err := checkFrameHeader(g.hdr[:]); err != nil {
+			if g.log != nil {
+				g.log.Warn("dropping connection", "remote", g.Conn.RemoteAddr(), "err", err)
+			}
 			g.err = err
 			return 0, err
 		}

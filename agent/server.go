@@ -176,7 +176,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		g := &guardConn{Conn: c}
+		g := &guardConn{Conn: c, log: l.srv.logger()}
 		g.onClose = func() { l.srv.untrack(g) }
 		if l.srv.track(g) {
 			return g, nil
