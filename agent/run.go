@@ -42,7 +42,7 @@ func Run(ctx context.Context, listen string, log *slog.Logger) error {
 		if err != nil {
 			return srv.finish(fmt.Errorf("agent: open serial port: %w", err))
 		}
-		go func() { serveErr <- srv.ServeSerial(port) }()
+		go func() { serveErr <- srv.ServeSerial(virtioPort{port}) }()
 	default:
 		l, err := listenStream(u)
 		if err != nil {
