@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -78,25 +79,31 @@ func parseDrive(s string) (vm.Drive, error) {
 }
 
 // config turns the flags into a vm.Config for VMM v and the guest image
-// (kernel, initrd, rootfs) chosen for it.
+// (kernel, initrd, rootfs) chosen for it. File paths are made absolute: the
+// VMM runs in the VM's run directory, not in petty's working directory.
 func (f *vmFlags) config(v vm.VMM, kernel, initrd, rootfs string) (vm.Config, error) {
+	fcBin := f.firecrackerBin
+	if strings.ContainsRune(fcBin, filepath.Separator) {
+		fcBin = absPath(fcBin) // a bare name is looked up in $PATH
+	}
 	cfg := vm.Config{
 		VMM:            v,
 		VCPUs:          f.vcpus,
 		MemoryMiB:      f.memory,
-		Kernel:         kernel,
-		Initrd:         initrd,
-		FirecrackerBin: f.firecrackerBin,
+		Kernel:         absPath(kernel),
+		Initrd:         absPath(initrd),
+		FirecrackerBin: fcBin,
 		Vsock:          &vm.Vsock{},
 	}
 	if rootfs != "" {
-		cfg.RootDrive = vm.Drive{Path: rootfs}
+		cfg.RootDrive = vm.Drive{Path: absPath(rootfs)}
 	}
 	for _, s := range f.drives {
 		d, err := parseDrive(s)
 		if err != nil {
 			return vm.Config{}, err
 		}
+		d.Path = absPath(d.Path)
 		cfg.Drives = append(cfg.Drives, d)
 	}
 	if f.tap != "" {
@@ -109,6 +116,18 @@ func (f *vmFlags) config(v vm.VMM, kernel, initrd, rootfs string) (vm.Config, er
 		return vm.Config{}, usagef("--memory must be positive (MiB), got %d", f.memory)
 	}
 	return cfg, nil
+}
+
+// absPath returns path made absolute against the working directory. It
+// returns "" for "", and path unchanged when filepath.Abs fails.
+func absPath(path string) string {
+	if path == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 // describe is the short "vmm, accel" label of progress lines.
