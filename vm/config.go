@@ -42,7 +42,8 @@ const (
 )
 
 // Config describes a VM. Zero values mean the documented defaults; a Config
-// is never modified by the functions that take it.
+// is never modified by the functions that take it. Relative paths are
+// resolved against the working directory when the Machine is created.
 type Config struct {
 	// VMM selects the monitor. Default: Firecracker.
 	VMM VMM

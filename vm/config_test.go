@@ -34,12 +34,12 @@ func validConfig(t *testing.T) Config {
 
 func TestDefaults(t *testing.T) {
 	t.Setenv(FirecrackerBinEnv, "/opt/fc/firecracker")
-	c := Config{Kernel: "k", RootDrive: Drive{Path: "r"}, Drives: []Drive{{Path: "a"}, {ID: "x", Path: "b"}}, Vsock: &Vsock{}}
+	c := Config{Kernel: "/k", RootDrive: Drive{Path: "/r"}, Drives: []Drive{{Path: "/a"}, {ID: "x", Path: "/b"}}, Vsock: &Vsock{}}
 	got := c.withDefaults()
 	want := Config{
-		VMM: Firecracker, VCPUs: 2, MemoryMiB: 256, Kernel: "k", BootArgs: DefaultBootArgs,
-		RootDrive: Drive{ID: "rootfs", Path: "r"},
-		Drives:    []Drive{{ID: "drive0", Path: "a"}, {ID: "x", Path: "b"}},
+		VMM: Firecracker, VCPUs: 2, MemoryMiB: 256, Kernel: "/k", BootArgs: DefaultBootArgs,
+		RootDrive: Drive{ID: "rootfs", Path: "/r"},
+		Drives:    []Drive{{ID: "drive0", Path: "/a"}, {ID: "x", Path: "/b"}},
 		Vsock:     &Vsock{CID: 3}, FirecrackerBin: "/opt/fc/firecracker", Accel: "auto", RunDir: defaultRunDir(),
 	}
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(Config{}, "Logger")); diff != "" {
@@ -97,7 +97,6 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"reserved cid", func(c *Config) { c.Vsock = &Vsock{CID: 2} }, "Vsock.CID"},
 		{"long vsock path", func(c *Config) { c.Vsock = &Vsock{Path: "/tmp/" + strings.Repeat("v", 100)} }, "Vsock.Path"},
 		{"vsock dir missing", func(c *Config) { c.Vsock = &Vsock{Path: "/nonexistent/v.sock"} }, "Vsock.Path"},
-		{"relative run dir", func(c *Config) { c.RunDir = "run" }, "RunDir"},
 		{"long run dir", func(c *Config) { c.RunDir = "/" + strings.Repeat("r", 90) }, "RunDir"},
 	}
 	if os.Geteuid() != 0 {
@@ -190,6 +189,25 @@ func TestBuilderMirrorsConfig(t *testing.T) {
 	got.Drives[0].ID = "changed"
 	if b.Config().Drives[0].ID != "data" {
 		t.Error("Builder.Config is not a deep copy")
+	}
+}
+
+func TestRelativePathsAreResolved(t *testing.T) {
+	c := validConfig(t)
+	t.Chdir(filepath.Dir(c.Kernel))
+	c.Kernel = filepath.Base(c.Kernel)
+	c.RootDrive.Path = "./" + filepath.Base(c.RootDrive.Path)
+	m, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Destroy(t.Context())
+	got := m.Config()
+	if !filepath.IsAbs(got.Kernel) || !filepath.IsAbs(got.RootDrive.Path) {
+		t.Errorf("paths not resolved: %q %q", got.Kernel, got.RootDrive.Path)
+	}
+	if got.FirecrackerBin != "/bin/true" {
+		t.Errorf("FirecrackerBin = %q", got.FirecrackerBin)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // withDefaults returns a deep copy of c with every zero-valued field that has
@@ -51,7 +52,36 @@ func (c Config) withDefaults() Config {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	d.absPaths()
 	return d
+}
+
+// absPaths makes every file path absolute: VMMs run in the VM's run
+// directory, where a relative path would name another file. Executables
+// given as a bare name stay as they are (they are looked up in $PATH).
+func (c *Config) absPaths() {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			if a, err := filepath.Abs(*p); err == nil {
+				*p = a
+			}
+		}
+	}
+	abs(&c.Kernel)
+	abs(&c.Initrd)
+	abs(&c.RootDrive.Path)
+	for i := range c.Drives {
+		abs(&c.Drives[i].Path)
+	}
+	if c.Vsock != nil {
+		abs(&c.Vsock.Path)
+	}
+	abs(&c.RunDir)
+	for _, bin := range []*string{&c.FirecrackerBin, &c.QEMUBin} {
+		if strings.Contains(*bin, "/") {
+			abs(bin)
+		}
+	}
 }
 
 // defaultBinary returns explicit when set, else name's path in $PATH, else

@@ -197,10 +197,6 @@ func (v *validator) vsock(d *Config) {
 }
 
 func (v *validator) runDir(dir string) {
-	if !filepath.IsAbs(dir) {
-		v.add("RunDir", fmt.Sprintf("%q must be an absolute path", dir), nil)
-		return
-	}
 	if l := len(dir) + 1 + idLen + 1 + len(longestSocketName); l > maxUnixPath {
 		v.add("RunDir", fmt.Sprintf("%q is too long: socket paths under it would be %d bytes (limit %d)", dir, l, maxUnixPath), nil)
 	}
