@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -192,32 +191,4 @@ func (f *firecrackerBackend) removeSockets() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// socketPollMax caps the backoff between attempts to reach a VMM's socket.
-const socketPollMax = time.Millisecond
-
-// waitForSocket waits until a unix socket at path accepts connections,
-// polling with a short exponential backoff (from 100µs, capped at 1ms). It fails when ctx
-// ends or exited is closed (the VMM died first).
-func waitForSocket(ctx context.Context, path string, exited <-chan struct{}) error {
-	delay := 100 * time.Microsecond
-	var d net.Dialer
-	for {
-		conn, err := d.DialContext(ctx, "unix", path)
-		if err == nil {
-			return conn.Close()
-		}
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("waiting for VMM socket %s: %w (last error: %v)", path, ctx.Err(), err)
-		case <-exited:
-			timer.Stop()
-			return fmt.Errorf("VMM exited before its socket %s appeared", path)
-		case <-timer.C:
-		}
-		delay = min(delay*2, socketPollMax)
-	}
 }
