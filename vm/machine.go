@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -315,23 +314,6 @@ func (m *Machine) transition(ctx context.Context, op string, from, to State, cal
 		m.state = to
 	}
 	return nil
-}
-
-// DialVsock connects to port on the guest through the VM's vsock device,
-// retrying while nothing listens on that port yet, until ctx ends.
-func (m *Machine) DialVsock(ctx context.Context, port uint32) (net.Conn, error) {
-	if m.cfg.Vsock == nil {
-		return nil, opError("dial vsock", m.id, ErrNoVsock)
-	}
-	_, be, err := m.current(Running, Paused)
-	if err != nil {
-		return nil, opError("dial vsock", m.id, err)
-	}
-	conn, err := be.dialVsock(ctx, port)
-	if err != nil {
-		return nil, opError("dial vsock", m.id, err)
-	}
-	return conn, nil
 }
 
 // Destroy stops the VM if it runs (as Shutdown(ctx) does) and removes every

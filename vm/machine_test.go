@@ -423,3 +423,35 @@ func TestConcurrentMachines(t *testing.T) {
 	testutil.CheckNoChildren(t)
 	testutil.CheckFDs(t, fds)
 }
+
+func TestListenVsock(t *testing.T) {
+	m, err := vm.New(fakeConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Destroy(t.Context())
+	l, err := m.ListenVsock(52)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := m.Config().Vsock.Path + "_52"
+	go func() {
+		if c, err := net.Dial("unix", path); err == nil {
+			io.WriteString(c, "from the guest\n")
+			c.Close()
+		}
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if line != "from the guest\n" {
+		t.Errorf("read %q", line)
+	}
+	l.Close()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("listener socket left behind: %v", err)
+	}
+}
