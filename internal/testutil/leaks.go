@@ -17,6 +17,7 @@ type Child struct {
 	Comm  string
 }
 
+// String describes the child for test failure messages.
 func (c Child) String() string { return fmt.Sprintf("pid %d (%s) state %s", c.PID, c.Comm, c.State) }
 
 // Children lists the test process's children, zombies included, by scanning
