@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -11,47 +10,66 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/pettyvm/petty/agent"
 )
 
 type samples = []time.Duration
 
-// agentProc is a petty-agent child process serving a unix socket.
-type agentProc struct {
+// childProc is a child process (the agent or a peer server) serving a
+// unix socket.
+type childProc struct {
 	cmd     *exec.Cmd
 	sock    string
 	started time.Time
 }
 
 // startAgent runs bin --listen unix://sock and waits for the socket to accept.
-func startAgent(ctx context.Context, bin, sock string) (*agentProc, error) {
+func startAgent(bin, sock string) (*childProc, error) {
 	cmd := exec.Command(bin, "--listen", "unix://"+sock)
+	cmd.Env = serverEnv()
 	cmd.Stderr = os.Stderr // its log: one line at start
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return startChild(cmd, sock)
+}
+
+// serverProcs, when positive, is GOMAXPROCS for the agent and the peer
+// servers (-server-procs).
+var serverProcs int
+
+// serverEnv returns the environment of the agent and the peer servers.
+func serverEnv(extra ...string) []string {
+	env := append(os.Environ(), extra...)
+	if serverProcs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(serverProcs))
+	}
+	return env
+}
+
+// startChild starts cmd and waits for sock to accept.
+func startChild(cmd *exec.Cmd, sock string) (*childProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	a := &agentProc{cmd: cmd, sock: sock, started: time.Now()}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+	a := &childProc{cmd: cmd, sock: sock, started: time.Now()}
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("unix", sock)
 		if err == nil {
 			c.Close()
 			return a, nil
 		}
-		select {
-		case <-ctx.Done():
+		if time.Now().After(deadline) {
 			a.stop()
-			return nil, fmt.Errorf("agent socket %s: %w", sock, err)
-		case <-time.After(time.Millisecond):
+			return nil, fmt.Errorf("%s: socket %s: %w", cmd.Path, sock, err)
 		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
-// stop ends the agent (SIGTERM, which it handles) and reaps it.
-func (a *agentProc) stop() {
+// dial opens one connection to the child's socket.
+func (a *childProc) dial() (net.Conn, error) { return net.Dial("unix", a.sock) }
+
+// stop ends the child (SIGTERM, which the agent handles) and reaps it.
+func (a *childProc) stop() {
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = a.cmd.Wait(); close(done) }()
@@ -64,7 +82,7 @@ func (a *agentProc) stop() {
 }
 
 // idleRSS waits until a second after the agent started and returns its VmRSS.
-func (a *agentProc) idleRSS() (int, error) {
+func (a *childProc) idleRSS() (int, error) {
 	time.Sleep(time.Until(a.started.Add(time.Second)))
 	return rss(a.cmd.Process.Pid)
 }
@@ -85,45 +103,47 @@ func rss(pid int) (int, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
 
-type rpcResults struct{ ping, exec samples }
-
-// measure times n Pings and n "exec true" on one connection, after a short
-// warm-up of each.
-func (a *agentProc) measure(ctx context.Context, n int) (rpcResults, error) {
-	conn, err := net.Dial("unix", a.sock)
-	if err != nil {
-		return rpcResults{}, err
-	}
-	c := agent.NewClient(conn)
-	defer c.Close()
-	ping := func() error { _, err := c.Ping(ctx); return err }
-	execTrue := func() error { return c.Exec(ctx, &agent.Cmd{Args: []string{"true"}}) }
-	var r rpcResults
-	if r.ping, err = timeN(ping, n); err != nil {
-		return r, fmt.Errorf("ping: %w", err)
-	}
-	if r.exec, err = timeN(execTrue, n); err != nil {
-		return r, fmt.Errorf("exec true: %w", err)
-	}
-	return r, nil
+// probe is one measurement: a call repeated on its own connection.
+type probe struct {
+	name string
+	call func() error
+	s    samples
 }
 
-// timeN calls f n/10 times to warm up, then n times, timing each call.
-func timeN(f func() error, n int) (samples, error) {
-	for range max(n/10, 1) {
-		if err := f(); err != nil {
-			return nil, err
+// measureInterleaved warms each probe up with n/10 calls, then times n calls
+// of each in rounds of n/rounds calls, rotating the order every round, so
+// that noise from other work on the machine spreads over all probes alike.
+func measureInterleaved(probes []*probe, n, rounds int) error {
+	for _, p := range probes {
+		for range max(n/10, 1) {
+			if err := p.call(); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+		}
+		p.s = make(samples, 0, n)
+	}
+	rounds = min(max(rounds, 1), n)
+	for r := range rounds {
+		calls := n/rounds + btoi(r < n%rounds)
+		for i := range probes {
+			p := probes[(i+r)%len(probes)]
+			for range calls {
+				t := time.Now()
+				if err := p.call(); err != nil {
+					return fmt.Errorf("%s: %w", p.name, err)
+				}
+				p.s = append(p.s, time.Since(t))
+			}
 		}
 	}
-	out := make(samples, 0, n)
-	for range n {
-		t := time.Now()
-		if err := f(); err != nil {
-			return nil, err
-		}
-		out = append(out, time.Since(t))
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	return out, nil
+	return 0
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -6,44 +6,48 @@ import (
 	"net"
 )
 
-// echoServer is a trivial in-process unix-socket server that writes back
-// whatever it reads: the floor for one request/response round trip.
-type echoServer struct {
-	ln   net.Listener
-	sock string
+// serveEcho is the raw baseline: it writes back whatever it reads, one
+// goroutine per connection, with no framing at all.
+func serveEcho(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 4096)
+			for {
+				n, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				if _, err := c.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		}()
+	}
 }
 
-func startEcho(sock string) (*echoServer, error) {
+// startInProcessEcho serves the echo on a goroutine of this process: an
+// informational row only, as it skips the cross-process wake-up.
+func startInProcessEcho(sock string) (net.Listener, error) {
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return &echoServer{ln: ln, sock: sock}, nil
+	go func() { _ = serveEcho(ln) }()
+	return ln, nil
 }
 
-func (e *echoServer) Close() error { return e.ln.Close() }
-
-// measure times n round trips of a size-byte message on one connection.
-func (e *echoServer) measure(size, n int) (samples, error) {
-	c, err := net.Dial("unix", e.sock)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
+// echoCall returns a function doing one size-byte round trip on c.
+func echoCall(c net.Conn, size int) func() error {
 	msg, buf := make([]byte, size), make([]byte, size)
-	rt := func() error {
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	return func() error {
 		if _, err := c.Write(msg); err != nil {
 			return err
 		}
@@ -55,5 +59,4 @@ func (e *echoServer) measure(size, n int) (samples, error) {
 		}
 		return nil
 	}
-	return timeN(rt, n)
 }
