@@ -14,7 +14,8 @@ import (
 const shutdownGrace = 2 * time.Second
 
 // Run is petty-agent's main loop: it serves the agent protocol on listen (a
-// --listen URI) until ctx ends or a client calls Shutdown.
+// --listen URI) until ctx ends or a client calls Shutdown. A serial port
+// that does not exist yet is waited for (see openSerialPort).
 //
 // Run is the only place that decides whether the agent is a guest's init:
 // only when os.Getpid() == 1 does it mount /proc, /sys, /dev, /dev/pts, /tmp
@@ -38,7 +39,7 @@ func Run(ctx context.Context, listen string, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	switch u.Scheme {
 	case "serial":
-		port, err := os.OpenFile(u.Path, os.O_RDWR, 0)
+		port, err := openSerialPort(ctx, u.Path, srv.guest != nil)
 		if err != nil {
 			return srv.finish(fmt.Errorf("agent: open serial port: %w", err))
 		}

@@ -49,7 +49,7 @@ type Options struct {
 type Image struct {
 	// Kernel is the uncompressed ELF vmlinux.
 	Kernel string
-	// Initrd is the initramfs, a gzip'd cpio newc archive.
+	// Initrd is the initramfs, an uncompressed cpio newc archive.
 	Initrd string
 	// RootFS is the ext4 root file system, "" unless Options.RootFS.
 	RootFS string

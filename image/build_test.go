@@ -158,7 +158,11 @@ func TestInitramfsContents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries := parseNewc(t, gunzip(t, img.Initrd))
+	raw, err := os.ReadFile(img.Initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := parseNewc(t, raw)
 	byName := map[string]newcEntry{}
 	for _, e := range entries {
 		byName[e.Name] = e
@@ -174,7 +178,15 @@ func TestInitramfsContents(t *testing.T) {
 	if got := byName["init"].Data; got != initScript {
 		t.Error("init is not init.sh")
 	}
-	load := strings.Fields(byName["etc/petty/modules.load"].Data)
+	var load []string
+	for _, line := range strings.Split(strings.TrimSuffix(byName["etc/petty/modules.load"].Data, "\n"), "\n") {
+		when, p, ok := strings.Cut(line, " ")
+		if !ok || when == "" {
+			t.Errorf("modules.load line %q is not \"CONDITIONS PATH\"", line)
+			continue
+		}
+		load = append(load, p)
+	}
 	if len(load) == 0 || load[0] != "/lib/modules/"+fakeRelease+"/kernel/drivers/virtio/virtio_ring.ko" {
 		t.Errorf("modules.load starts %v", load)
 	}

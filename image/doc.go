@@ -1,8 +1,9 @@
 // Package image builds the guest image petty boots: an uncompressed ELF
-// vmlinux extracted from a Debian kernel installed on the host, a gzip'd
-// cpio (newc) initramfs holding busybox, the petty-agent and the virtio and
-// vsock kernel modules the guest needs, and optionally a small ext4 root
-// filesystem.
+// vmlinux extracted from a Debian kernel installed on the host, an
+// uncompressed cpio (newc) initramfs holding busybox, the petty-agent and
+// the virtio and vsock kernel modules the guest may need, and optionally a
+// small ext4 root filesystem. (The initramfs is not compressed: under TCG
+// the kernel takes about 0.2s to gunzip it, far longer than copying it.)
 //
 // Everything is built in Go from files already on the host (packages
 // linux-image-cloud-amd64, busybox-static and, for the root filesystem,
@@ -13,11 +14,20 @@
 // # Guest contract
 //
 // The initramfs's /init mounts /proc, /sys and /dev (devtmpfs), loads
-// virtio_mmio, virtio_pci, virtio_blk, virtio_net, virtio_console, vsock
-// and vmw_vsock_virtio_transport with their dependencies, links named
-// virtio serial ports as /dev/virtio-ports/<name>, and then execs
+// virtio_mmio, then the kernel modules (with their dependencies) of the
+// devices the machine has: virtio_pci when there is a virtio PCI device
+// (vendor 0x1af4), then, for the virtio devices found in
+// /sys/bus/virtio/devices, virtio_blk (block), virtio_net (net),
+// virtio_console (console) and vsock with vmw_vsock_virtio_transport
+// (vsock). Modules of absent devices are not loaded (so without a vsock
+// device there is no /dev/vsock); the devices are fixed at boot, as
+// microvm and Firecracker have no hotplug. It then links the named virtio
+// serial ports as /dev/virtio-ports/<name> and execs
 // "/sbin/petty-agent --listen ADDR" as PID 1 with those three file systems
-// still mounted. Kernel command line parameters:
+// still mounted. Ports are added and named asynchronously after
+// virtio_console loads: a serial:// port that is not there yet is waited
+// for (up to 10s) and linked by the agent itself. Kernel command line
+// parameters:
 //
 //	petty.listen=ADDR   the agent's --listen (default vsock://:1024; for
 //	                    QEMU without vhost-vsock use

@@ -2,8 +2,6 @@ package image
 
 import (
 	"bufio"
-	"compress/gzip"
-	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -81,22 +79,4 @@ func hostTSCkHz() int {
 		}
 	}
 	return 0
-}
-
-func gunzip(t *testing.T, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

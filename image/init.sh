@@ -2,8 +2,9 @@
 # petty initramfs /init, written by github.com/pettyvm/petty/image.
 #
 # Mounts /proc, /sys and /dev, loads the kernel modules listed in
-# /etc/petty/modules.load, names virtio serial ports under
-# /dev/virtio-ports like udev does, then runs the agent as PID 1:
+# /etc/petty/modules.load that this machine's devices need, names virtio
+# serial ports under /dev/virtio-ports like udev does, then runs the agent
+# as PID 1:
 #   - from the disk given by root=/dev/... or petty.root=... (switch_root),
 #     mounted read-only with "ro", read-write otherwise;
 #   - else from this initramfs.
@@ -20,32 +21,78 @@ mount -t proc -o nosuid,nodev,noexec proc /proc
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
 
-while read -r mod; do
-	[ -n "$mod" ] && { insmod "$mod" || fail "insmod $mod failed"; }
+# modules.load: "CONDITIONS PATH" per line, in load order. CONDITIONS is
+# "always" or a comma-separated list of devices, any of which needs the
+# module: virtio:ID (a virtio device, ID as in /sys/bus/virtio/devices/*/device)
+# or pci:VENDOR (as in /sys/bus/pci/devices/*/vendor). Every insmod costs
+# tens of milliseconds under TCG, so modules for absent devices are skipped.
+# The devices are listed again after each load: a transport module
+# (virtio_mmio, virtio_pci) registers its devices while it loads.
+devices=
+scan_devices() {
+	devices=" "
+	for f in /sys/bus/pci/devices/*/vendor /sys/bus/virtio/devices/*/device; do
+		[ -r "$f" ] || continue
+		read -r id <"$f" || continue
+		case "$f" in
+		/sys/bus/pci/*) devices="${devices}pci:$id " ;;
+		*) devices="${devices}virtio:$id " ;;
+		esac
+	done
+}
+needed() {
+	[ "$1" = always ] && return 0
+	[ -n "$devices" ] || scan_devices
+	local IFS=, c
+	for c in $1; do
+		case "$devices" in *" $c "*) return 0 ;; esac
+	done
+	return 1
+}
+while read -r when mod; do
+	[ -n "$mod" ] && needed "$when" || continue
+	insmod "$mod" || fail "insmod $mod failed"
+	devices=
 done </etc/petty/modules.load
 
-# The host names ports asynchronously after the driver binds; wait up to
-# about a second for every port to have a name.
-if [ -d /sys/class/virtio-ports ]; then
-	mkdir -p /dev/virtio-ports
-	tries=100
-	for port in /sys/class/virtio-ports/*; do
-		[ -e "$port/name" ] || continue
-		while [ ! -s "$port/name" ] && [ "$tries" -gt 0 ]; do
+# virtio_console adds a device's ports after it has loaded, when the host
+# answers the driver's "device ready", and the host names them after that;
+# wait up to about a second for every console device to have its ports
+# (the host adds them in one batch) and for every port to have a name.
+has_port() {
+	for p in "$1"/virtio-ports/vport*; do
+		[ -e "$p" ] && return 0
+	done
+	return 1
+}
+tries=100
+for dev in /sys/bus/virtio/devices/*; do
+	read -r id <"$dev/device" || continue
+	[ "$id" = 0x0003 ] || continue
+	while ! has_port "$dev" && [ "$tries" -gt 0 ]; do
+		sleep 0.01
+		tries=$((tries - 1))
+	done
+	for port in "$dev"/virtio-ports/vport*; do
+		name=
+		while read -r name <"$port/name" || true; [ -z "$name" ] && [ "$tries" -gt 0 ]; do
 			sleep 0.01
 			tries=$((tries - 1))
 		done
-		read -r name <"$port/name" || true
-		[ -n "$name" ] && ln -sf "../${port##*/}" "/dev/virtio-ports/$name"
+		if [ -n "$name" ]; then
+			mkdir -p /dev/virtio-ports
+			ln -sf "../${port##*/}" "/dev/virtio-ports/$name"
+		fi
 	done
-fi
+done 2>/dev/null
 
 listen=vsock://:1024
 root=
 rootfstype=ext4
 rootmode=rw
 agent=/sbin/petty-agent
-for arg in $(cat /proc/cmdline); do
+read -r cmdline </proc/cmdline
+for arg in $cmdline; do
 	case "$arg" in
 	petty.listen=*) listen=${arg#petty.listen=} ;;
 	petty.root=*) root=${arg#petty.root=} ;;

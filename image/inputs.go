@@ -9,17 +9,19 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // formatVersion changes whenever the layout or contents Build produces
 // change for the same inputs, so older cache entries are not reused.
-const formatVersion = "petty-image-v1"
+const formatVersion = "petty-image-v2"
 
 // module is a kernel module file to put in the initramfs.
 type module struct {
-	relPath string // as in modules.dep, compression suffix included
-	data    []byte // decompressed ELF
-	sum     string // sha256 of the file as found on the host
+	relPath string   // as in modules.dep, compression suffix included
+	when    []string // modules.load conditions (see moduleWant.device)
+	data    []byte   // decompressed ELF
+	sum     string   // sha256 of the file as found on the host
 }
 
 // inputs are everything an image is built from, read once.
@@ -121,6 +123,7 @@ func readModules(dir, release string) ([]module, error) {
 	if err != nil {
 		return nil, err
 	}
+	conds := db.conditions(guestModules)
 	mods := make([]module, 0, len(paths))
 	for _, p := range paths {
 		raw, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
@@ -132,7 +135,7 @@ func readModules(dir, release string) ([]module, error) {
 			return nil, err
 		}
 		sum := sha256.Sum256(raw)
-		mods = append(mods, module{relPath: p, data: data, sum: hex.EncodeToString(sum[:])})
+		mods = append(mods, module{relPath: p, when: conds[p], data: data, sum: hex.EncodeToString(sum[:])})
 	}
 	return mods, nil
 }
@@ -149,7 +152,7 @@ func (in *inputs) key() string {
 	field("kernel", sum(in.kernel))
 	field("release", in.release)
 	for _, m := range in.modules {
-		field("module", m.relPath+" "+m.sum)
+		field("module", m.relPath+" "+m.sum+" "+strings.Join(m.when, ","))
 	}
 	field("busybox", sum(in.busybox))
 	field("agent", sum(in.agent))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -23,19 +24,37 @@ var ErrModuleNotFound = errors.New("image: kernel module not found")
 type moduleWant struct {
 	name     string
 	optional bool // skipped when the kernel has no such module
+	// device is the modules.load condition under which /init loads the
+	// module and its dependencies: "" always, "virtio:ID" when a virtio
+	// device with that id is present (ID as in
+	// /sys/bus/virtio/devices/*/device), "pci:VENDOR" when a PCI device
+	// of that vendor is (as in /sys/bus/pci/devices/*/vendor).
+	device string
 }
 
-// guestModules are the modules the initramfs loads, roots of the
-// dependency walk; their dependencies are loaded first.
+// Conditions of modules.load (see moduleWant.device).
+const (
+	loadAlways    = "always"
+	virtioPCI     = "pci:0x1af4"    // Red Hat/virtio PCI vendor
+	virtioNet     = "virtio:0x0001" // VIRTIO_ID_NET
+	virtioBlock   = "virtio:0x0002" // VIRTIO_ID_BLOCK
+	virtioConsole = "virtio:0x0003" // VIRTIO_ID_CONSOLE
+	virtioVsock   = "virtio:0x0013" // VIRTIO_ID_VSOCK
+)
+
+// guestModules are the modules the initramfs may load, roots of the
+// dependency walk; their dependencies are loaded first. The transports
+// come first: /init looks for the devices the others drive once they are
+// loaded.
 var guestModules = []moduleWant{
 	{name: "virtio_mmio"},
-	{name: "virtio_pci", optional: true},
-	{name: "virtio_blk"},
-	{name: "virtio_net"},
-	{name: "virtio_console"},
-	{name: "vsock"},
-	{name: "vmw_vsock_virtio_transport_common"},
-	{name: "vmw_vsock_virtio_transport"},
+	{name: "virtio_pci", optional: true, device: virtioPCI},
+	{name: "virtio_blk", device: virtioBlock},
+	{name: "virtio_net", device: virtioNet},
+	{name: "virtio_console", device: virtioConsole},
+	{name: "vsock", device: virtioVsock},
+	{name: "vmw_vsock_virtio_transport_common", device: virtioVsock},
+	{name: "vmw_vsock_virtio_transport", device: virtioVsock},
 }
 
 // moduleDB is a kernel's modules.dep and modules.builtin.
@@ -141,6 +160,40 @@ func (db *moduleDB) resolve(wants []moduleWant) ([]string, error) {
 		}
 	}
 	return order, nil
+}
+
+// conditions returns, for every module path resolve(wants) returns, the
+// modules.load conditions under which it is needed: the devices of the
+// wants whose dependency closure holds it, in the order of wants, or
+// [loadAlways] when a want without a device needs it.
+func (db *moduleDB) conditions(wants []moduleWant) map[string][]string {
+	conds := map[string][]string{}
+	for _, w := range wants {
+		seen := map[string]bool{}
+		var walk func(name string)
+		walk = func(name string) {
+			if seen[name] {
+				return
+			}
+			seen[name] = true
+			p, ok := db.paths[name]
+			if !ok {
+				return // built in, or a missing optional module
+			}
+			for _, d := range db.deps[name] {
+				walk(d)
+			}
+			switch c := conds[p]; {
+			case w.device == "":
+				conds[p] = []string{loadAlways}
+			case len(c) == 1 && c[0] == loadAlways, slices.Contains(c, w.device):
+			default:
+				conds[p] = append(c, w.device)
+			}
+		}
+		walk(w.name)
+	}
+	return conds
 }
 
 // loadModuleDB reads modules.dep and modules.builtin from a modules dir.

@@ -120,6 +120,48 @@ func TestResolveModules(t *testing.T) {
 	}
 }
 
+func TestModuleConditions(t *testing.T) {
+	db, err := parseModulesDep(strings.NewReader(syntheticDep), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := db.conditions(guestModules)
+	want := map[string][]string{
+		"kernel/drivers/virtio/virtio_ring.ko":                      {loadAlways},
+		"kernel/drivers/virtio/virtio.ko":                           {loadAlways},
+		"kernel/drivers/virtio/virtio_mmio.ko":                      {loadAlways},
+		"kernel/drivers/virtio/virtio_pci_legacy_dev.ko":            {virtioPCI},
+		"kernel/drivers/virtio/virtio_pci_modern_dev.ko":            {virtioPCI},
+		"kernel/drivers/virtio/virtio_pci.ko":                       {virtioPCI},
+		"kernel/drivers/block/virtio_blk.ko":                        {virtioBlock},
+		"kernel/net/core/failover.ko":                               {virtioNet},
+		"kernel/drivers/net/net_failover.ko":                        {virtioNet},
+		"kernel/drivers/net/virtio_net.ko":                          {virtioNet},
+		"kernel/drivers/char/virtio_console.ko":                     {virtioConsole},
+		"kernel/net/vmw_vsock/vsock.ko.xz":                          {virtioVsock},
+		"kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko": {virtioVsock},
+		"kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko":        {virtioVsock},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("conditions (-want +got):\n%s", diff)
+	}
+	// A module two devices need lists both; one needed always is "always".
+	db, err = parseModulesDep(strings.NewReader("kernel/a.ko: kernel/c.ko\nkernel/b.ko: kernel/c.ko kernel/d.ko\nkernel/c.ko:\nkernel/d.ko:\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = db.conditions([]moduleWant{{name: "a", device: virtioNet}, {name: "b", device: virtioBlock}, {name: "d"}})
+	want = map[string][]string{
+		"kernel/a.ko": {virtioNet},
+		"kernel/b.ko": {virtioBlock},
+		"kernel/c.ko": {virtioNet, virtioBlock},
+		"kernel/d.ko": {loadAlways},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("shared dependencies (-want +got):\n%s", diff)
+	}
+}
+
 func TestResolveModulesCycle(t *testing.T) {
 	db, err := parseModulesDep(strings.NewReader("kernel/a.ko: kernel/b.ko\nkernel/b.ko: kernel/a.ko\n"), nil)
 	if err != nil {
