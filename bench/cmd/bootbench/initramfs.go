@@ -10,12 +10,19 @@ import (
 // bareInit is the bare guest's /init: print the marker, power off at once.
 const bareInit = "#!/bin/busybox sh\n/bin/busybox echo " + marker + "\n/bin/busybox poweroff -f\n"
 
-// writeBareInitramfs writes an uncompressed newc cpio holding /dev/console,
-// a static busybox as /bin/busybox and the /init script.
-func writeBareInitramfs(dst, busybox string) (retErr error) {
+// writeBareInitramfs writes petty's initramfs (base, an uncompressed cpio)
+// followed by a second newc archive holding /dev/console, a static busybox as
+// /bin/busybox and the trivial /init script. The kernel unpacks concatenated
+// archives in order, so the bare guest unpacks exactly what petty's does and
+// then runs the trivial /init instead of petty's.
+func writeBareInitramfs(dst, base, busybox string) (retErr error) {
 	bb, err := os.ReadFile(busybox)
 	if err != nil {
 		return fmt.Errorf("busybox (apt-get install busybox-static): %w", err)
+	}
+	baseData, err := os.ReadFile(base)
+	if err != nil {
+		return err
 	}
 	f, err := os.Create(dst)
 	if err != nil {
@@ -27,6 +34,9 @@ func writeBareInitramfs(dst, busybox string) (retErr error) {
 		}
 	}()
 	w := bufio.NewWriter(f)
+	if _, err := w.Write(baseData); err != nil {
+		return err
+	}
 	entries := []struct {
 		name       string
 		mode       uint32
