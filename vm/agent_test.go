@@ -16,7 +16,7 @@ import (
 // guest, listening where the fake forwards vsock port 1024.
 func withAgentGuest(t *testing.T) {
 	t.Helper()
-	bin := testutil.Build(t, "./cmd/petty-agent", "petty-agent")
+	bin := testutil.Agent(t)
 	t.Setenv("FAKEFC_GUEST_CMD", "exec '"+bin+"' --listen unix://$FAKEFC_GUEST_DIR/1024")
 }
 

@@ -15,21 +15,8 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/agent"
-	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/internal/testutil"
-	"github.com/pettyvm/petty/qemu"
 )
-
-// qemuFix says how to get what the real-guest QEMU tests need.
-const qemuFix = "apt-get install qemu-system-x86 linux-image-cloud-amd64 busybox-static"
-
-// qemuGuest is the guest image shared by every TestQEMU* test of this
-// process: built (or found in the image cache) once.
-var qemuGuest struct {
-	once sync.Once
-	img  *image.Image
-	err  error
-}
 
 // qemuConfig returns a Config that boots the test image under QEMU with TCG
 // (1 vCPU, 256 MiB, no root drive: the agent runs from the initramfs), in a
@@ -37,16 +24,7 @@ var qemuGuest struct {
 // cloud kernel is missing.
 func qemuConfig(t *testing.T) Config {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("boots real guests under TCG; skipped with -short")
-	}
-	if _, err := qemu.FindBinary(); err != nil {
-		t.Skipf("qemu-system-x86_64 not found: %s", qemuFix)
-	}
-	if k, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64"); len(k) == 0 {
-		t.Skipf("no /boot/vmlinuz-*-cloud-amd64: %s", qemuFix)
-	}
-	img := qemuImage(t)
+	img := testutil.GuestImage(t)
 	return Config{
 		VMM:       QEMU,
 		Accel:     "tcg",
@@ -56,33 +34,6 @@ func qemuConfig(t *testing.T) Config {
 		Initrd:    img.Initrd,
 		RunDir:    filepath.Join(testutil.ShortTempDir(t), "run"),
 	}
-}
-
-// qemuImage builds the guest image with a static petty-agent once. The
-// image lives in the user's image cache (as `petty image build` would put
-// it), so later test runs find it there.
-func qemuImage(t *testing.T) *image.Image {
-	t.Helper()
-	qemuGuest.once.Do(func() {
-		// The guest has no libc: the agent must be static.
-		t.Setenv("CGO_ENABLED", "0")
-		agentBin := testutil.Build(t, "github.com/pettyvm/petty/cmd/petty-agent", "petty-agent")
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		qemuGuest.img, qemuGuest.err = image.Build(ctx, image.Options{
-			AgentPath: agentBin,
-			CacheDir:  filepath.Join(cache, "petty"),
-			RootFS:    true,
-		})
-	})
-	if qemuGuest.err != nil {
-		t.Fatalf("building the guest image: %v", qemuGuest.err)
-	}
-	return qemuGuest.img
 }
 
 // startQEMU creates and starts m, registers its destruction and the

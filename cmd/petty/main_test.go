@@ -20,9 +20,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// petty-agent must be static (it is the guest's init); the fake guest
-	// runs it on the host all the same.
-	os.Setenv("CGO_ENABLED", "0")
 	// A detached VM's supervisor outlives the petty that started it; as a
 	// subreaper, the test process inherits it and reaps it (reapOrphan)
 	// instead of leaving a zombie to an init that may never reap.
@@ -64,7 +61,7 @@ func newHarness(t *testing.T) *harness {
 		kernel:   filepath.Join(dir, "vmlinux"),
 		rootfs:   filepath.Join(dir, "rootfs.ext4"),
 	}
-	agent := testutil.Build(t, "./cmd/petty-agent", "petty-agent")
+	agent := testutil.Agent(t)
 	for _, p := range []string{h.kernel, h.rootfs} {
 		if err := os.WriteFile(p, []byte("image"), 0o600); err != nil {
 			t.Fatal(err)

@@ -14,12 +14,8 @@ import (
 	"testing"
 
 	"github.com/pettyvm/petty/internal/testutil"
-	"github.com/pettyvm/petty/qemu"
 	"github.com/pettyvm/petty/vm"
 )
-
-// qemuFix says how to get what the real-guest QEMU tests need.
-const qemuFix = "apt-get install qemu-system-x86 busybox-static linux-image-cloud-amd64"
 
 // qemuFlags make the real guests boot as fast as TCG allows.
 var qemuFlags = []string{"--memory", "256", "--vcpus", "1"}
@@ -38,19 +34,9 @@ var qemuCache struct {
 // Debian cloud kernel is missing.
 func newQEMUHarness(t *testing.T) *harness {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("boots real guests under TCG; skipped with -short")
-	}
-	if _, err := qemu.FindBinary(); err != nil {
-		t.Skipf("qemu-system-x86_64 not found: %s", qemuFix)
-	}
-	if k, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64"); len(k) == 0 {
-		t.Skipf("no /boot/vmlinuz-*-cloud-amd64: %s", qemuFix)
-	}
+	testutil.RequireQEMU(t)
 	dir := testutil.ShortTempDir(t)
-	// The guest has no libc: the agent must be static (TestMain sets
-	// CGO_ENABLED=0 for every build).
-	agent := testutil.Build(t, "./cmd/petty-agent", "petty-agent")
+	agent := testutil.Agent(t)
 	h := &harness{
 		t:        t,
 		petty:    testutil.Build(t, "./cmd/petty", "petty"),

@@ -36,7 +36,14 @@ func FakeFirecracker(tb testing.TB) string {
 	return Build(tb, "./internal/fakefirecracker", "firecracker")
 }
 
-// Build runs "go build -o <dir>/<name> <pkg>" in the module root once per test
+// Agent builds the static guest agent (./cmd/petty-agent) once per test
+// process and returns its path.
+func Agent(tb testing.TB) string {
+	tb.Helper()
+	return Build(tb, "./cmd/petty-agent", "petty-agent")
+}
+
+// Build runs "CGO_ENABLED=0 go build -o <dir>/<name> <pkg>" in the module root once per test
 // process and pkg, and returns the executable's path. pkg is a package path
 // relative to the module root ("./cmd/petty-agent") or a full import path.
 // The build fails tb, with the compiler output, on error. Executables live in
@@ -76,6 +83,9 @@ func build(pkg, name string) (path, output string, err error) {
 	path = filepath.Join(dir, name)
 	cmd := exec.Command("go", "build", "-o", path, pkg)
 	cmd.Dir = root
+	// Static executables: the guest agent must run in a guest without libc,
+	// and the others lose nothing by it.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	return path, string(out), err
 }
