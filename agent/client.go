@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -14,8 +15,7 @@ import (
 // Client is the host side of the agent protocol. It is safe for concurrent
 // use; many calls (including many Execs) share one connection.
 type Client struct {
-	tc  *ttrpc.Client
-	api agentpb.AgentClient
+	w *wireClient
 
 	closeOnce sync.Once
 	closeErr  error
@@ -30,23 +30,27 @@ type PingInfo struct {
 
 // NewClient returns a Client speaking ttrpc on conn, which it takes
 // ownership of: Close closes it. For a serial port, run SerialHandshake on
-// conn first.
+// conn first. The Client has no goroutine of its own: callers read their
+// replies themselves (see wireClient).
 func NewClient(conn net.Conn) *Client {
-	tc := ttrpc.NewClient(conn)
-	return &Client{tc: tc, api: agentpb.NewAgentClient(tc)}
+	return &Client{w: newWireClient(conn)}
 }
 
 // Close closes the connection. Calls in progress fail with ErrClosed, and the
 // agent kills the commands they started. Close is idempotent.
 func (c *Client) Close() error {
-	c.closeOnce.Do(func() { c.closeErr = c.tc.Close() })
+	c.closeOnce.Do(func() {
+		if err := c.w.close(ttrpc.ErrClosed); err != nil && !errors.Is(err, net.ErrClosed) {
+			c.closeErr = err
+		}
+	})
 	return c.closeErr
 }
 
 // Ping checks that the agent is alive and describes it.
 func (c *Client) Ping(ctx context.Context) (PingInfo, error) {
-	resp, err := c.api.Ping(ctx, &agentpb.PingRequest{})
-	if err != nil {
+	var resp agentpb.PingResponse
+	if err := c.w.call(ctx, "Ping", &agentpb.PingRequest{}, &resp); err != nil {
 		return PingInfo{}, fromRemote(err)
 	}
 	return PingInfo{
@@ -60,6 +64,6 @@ func (c *Client) Ping(ctx context.Context) (PingInfo, error) {
 // syncs file systems and powers off, or restarts if reboot is set; anywhere
 // else the agent process just exits. The connection closes soon after.
 func (c *Client) Shutdown(ctx context.Context, reboot bool) error {
-	_, err := c.api.Shutdown(ctx, &agentpb.ShutdownRequest{Reboot: reboot})
-	return fromRemote(err)
+	var resp agentpb.ShutdownResponse
+	return fromRemote(c.w.call(ctx, "Shutdown", &agentpb.ShutdownRequest{Reboot: reboot}, &resp))
 }

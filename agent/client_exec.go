@@ -53,7 +53,7 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) (retErr error) {
 	// killed and its stream drained.
 	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer scancel()
-	stream, err := c.api.Exec(sctx)
+	stream, err := openStream[*agentpb.ExecInput, agentpb.ExecOutput](sctx, c.w, "Exec")
 	if err != nil {
 		return fromRemote(err)
 	}

@@ -45,8 +45,8 @@ func CreateParents() WriteOption {
 
 // Stat describes the file at path in the guest, following symlinks.
 func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
-	resp, err := c.api.Stat(ctx, &agentpb.StatRequest{Path: path})
-	if err != nil {
+	var resp agentpb.StatResponse
+	if err := c.w.call(ctx, "Stat", &agentpb.StatRequest{Path: path}, &resp); err != nil {
 		return FileInfo{}, pathError("stat", path, err)
 	}
 	return fileInfoFromPB(resp.Info), nil
@@ -55,8 +55,8 @@ func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
 // ListDir lists the directory at path in the guest, sorted by name. Symlinks
 // are described, not followed.
 func (c *Client) ListDir(ctx context.Context, path string) ([]FileInfo, error) {
-	resp, err := c.api.ListDir(ctx, &agentpb.ListDirRequest{Path: path})
-	if err != nil {
+	var resp agentpb.ListDirResponse
+	if err := c.w.call(ctx, "ListDir", &agentpb.ListDirRequest{Path: path}, &resp); err != nil {
 		return nil, pathError("readdir", path, err)
 	}
 	out := make([]FileInfo, len(resp.Entries))
@@ -82,7 +82,7 @@ func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64,
 	defer scancel()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(abandonWait, scancel) })
 	defer stop()
-	stream, err := c.api.ReadFile(sctx)
+	stream, err := openStream[*agentpb.ReadFileInput, agentpb.ReadFileOutput](sctx, c.w, "ReadFile")
 	if err != nil {
 		return 0, pathError("read", path, err)
 	}
@@ -150,7 +150,7 @@ func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.F
 	defer scancel()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(abandonWait, scancel) })
 	defer stop()
-	stream, err := c.api.WriteFile(sctx)
+	stream, err := openStream[*agentpb.WriteFileInput, agentpb.WriteFileOutput](sctx, c.w, "WriteFile")
 	if err != nil {
 		return 0, pathError("write", path, err)
 	}

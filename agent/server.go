@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/ttrpc"
@@ -41,7 +42,10 @@ type Server struct {
 
 	once sync.Once
 	ts   *ttrpc.Server
+	svc  *service
 	err  error
+
+	fastActive atomic.Int32 // synchronous unary calls in progress (fastpath.go)
 
 	mu       sync.Mutex
 	closed   bool
@@ -56,7 +60,8 @@ func (s *Server) init() error {
 		s.conns = make(map[io.Closer]struct{})
 		s.ts, s.err = ttrpc.NewServer()
 		if s.err == nil {
-			agentpb.RegisterAgentService(s.ts, &service{srv: s})
+			s.svc = &service{srv: s}
+			agentpb.RegisterAgentService(s.ts, s.svc)
 		}
 	})
 	return s.err
@@ -157,6 +162,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	// Let synchronous calls (the Shutdown RPC among them) write their
+	// responses; ttrpc only knows about its own.
+	for s.fastActive.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
 	err := s.ts.Shutdown(ctx)
 	if cerr := s.Close(); err == nil {
 		err = cerr
@@ -176,7 +186,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		g := &guardConn{Conn: c, log: l.srv.logger()}
+		g := &guardConn{Conn: c, log: l.srv.logger(), answer: l.srv.answerRequest}
 		g.onClose = func() { l.srv.untrack(g) }
 		if l.srv.track(g) {
 			return g, nil

@@ -163,9 +163,16 @@ func run(agentBin, compareBin string, n, rounds int) error {
 	}
 	ftc := ttrpc.NewClient(fc)
 	defer ftc.Close()
+	atc, err := a.dial()
+	if err != nil {
+		return err
+	}
+	attc := ttrpc.NewClient(atc)
+	defer attc.Close()
 	probes = append(probes,
 		&probe{name: "ttrpc client→sync server", call: ttrpcPing(ctx, ftc)},
 		&probe{name: "ttrpc client→ttrpc server", call: ttrpcPing(ctx, ttc)},
+		&probe{name: "ttrpc client→agent", call: ttrpcPing(ctx, attc)},
 		&probe{name: "agent Ping", call: func() error { _, err := client.Ping(ctx); return err }},
 		&probe{name: "agent Exec true", call: func() error { return client.Exec(ctx, &agent.Cmd{Args: []string{"true"}}) }},
 	)
@@ -181,7 +188,16 @@ func run(agentBin, compareBin string, n, rounds int) error {
 		}
 		cc := agent.NewClient(bc)
 		defer cc.Close()
-		probes = append([]*probe{{name: "-compare agent Ping", call: func() error { _, err := cc.Ping(ctx); return err }}}, probes...)
+		btc, err := b.dial()
+		if err != nil {
+			return err
+		}
+		bttc := ttrpc.NewClient(btc)
+		defer bttc.Close()
+		probes = append([]*probe{
+			{name: "-compare agent Ping", call: func() error { _, err := cc.Ping(ctx); return err }},
+			{name: "ttrpc client→-compare", call: ttrpcPing(ctx, bttc)},
+		}, probes...)
 	}
 	if err := measureInterleaved(probes, n, rounds); err != nil {
 		return err
@@ -202,8 +218,12 @@ func run(agentBin, compareBin string, n, rounds int) error {
 		p50[p.name] = us(stats.Percentile(p.s, 50))
 		fmt.Printf("%-27s %10.1f %10.1f\n", p.name, p50[p.name], us(stats.Percentile(p.s, 90)))
 	}
-	raw := probes[len(probes)-9] // the cross-process echo of a ping-request-sized message
-	ping, exec := probes[len(probes)-2], probes[len(probes)-1]
+	byName := map[string]*probe{}
+	for _, p := range probes {
+		byName[p.name] = p
+	}
+	raw := byName[fmt.Sprintf("raw echo %d B", reqSize)] // the cross-process echo of a ping-request-sized message
+	ping, exec := byName["agent Ping"], byName["agent Exec true"]
 	fmt.Printf("ratio ping/raw=%.2f exec/raw=%.2f\n",
 		stats.Ratio(stats.Percentile(ping.s, 50), stats.Percentile(raw.s, 50)),
 		stats.Ratio(stats.Percentile(exec.s, 50), stats.Percentile(raw.s, 50)))
