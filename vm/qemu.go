@@ -35,9 +35,10 @@ type qemuBackend struct {
 	spec qemu.Spec
 	boot *boot
 
-	mu     sync.Mutex
-	qmp    *qemu.QMP               // nil until start connected, and after release
-	agents map[*agentConn]struct{} // open serial agent connections
+	mu       sync.Mutex
+	qmp      *qemu.QMP               // nil until start connected, and after release
+	released bool                    // release ran: a late QMP connection is closed at once
+	agents   map[*agentConn]struct{} // open serial agent connections
 }
 
 var _ backend = (*qemuBackend)(nil)
@@ -75,8 +76,15 @@ func (q *qemuBackend) start(ctx context.Context, b *boot) error {
 		return err
 	}
 	q.mu.Lock()
-	q.qmp = c
+	released := q.released
+	if !released {
+		q.qmp = c
+	}
 	q.mu.Unlock()
+	if released { // QEMU exited and was reaped while we connected
+		_ = c.Close()
+		return ErrNotRunning
+	}
 	// QEMU runs the guest as soon as it is initialised (no -S); the boot is
 	// acknowledged once QMP reports it running.
 	delay := time.Millisecond
@@ -241,7 +249,7 @@ func (q *qemuBackend) release() {
 	q.closeAgentConns()
 	q.mu.Lock()
 	c := q.qmp
-	q.qmp = nil
+	q.qmp, q.released = nil, true
 	q.mu.Unlock()
 	if c != nil {
 		_ = c.Close()
