@@ -17,8 +17,8 @@ const shutdownGrace = 2 * time.Second
 // --listen URI) until ctx ends or a client calls Shutdown. A serial port
 // that does not exist yet is waited for (see openSerialPort).
 //
-// Run is the only place that decides whether the agent is a guest's init:
-// only when os.Getpid() == 1 does it mount /proc, /sys, /dev, /dev/pts, /tmp
+// Run and BootInitramfs are the only places that decide whether the agent
+// is a guest's init: only when os.Getpid() == 1 does Run mount /proc, /sys, /dev, /dev/pts, /tmp
 // and /run (those not mounted yet), reap orphaned processes and, on
 // Shutdown, sync and power off or restart the machine; it then does not
 // return unless reboot(2) fails. Anywhere else Shutdown makes Run return nil

@@ -96,3 +96,57 @@ func linkVirtioPort(path, dev string) {
 	}
 	_ = os.Symlink(filepath.Join("..", filepath.Base(dev)), path)
 }
+
+// virtioConsoleID is VIRTIO_ID_CONSOLE as /sys/bus/virtio/devices/*/device
+// shows it.
+const virtioConsoleID = "0x0003"
+
+// linkVirtioPorts does udev's job for virtio-serial ports, as the
+// initramfs's /init: it links every named port of every virtio console
+// device under sysRoot (/sys) as devRoot/virtio-ports/NAME (devRoot being
+// /dev) -> ../vportNpM. virtio_console adds a device's ports, and the host
+// names them, asynchronously after the driver has loaded, so it waits, up
+// to wait in all, for every console device to have ports and every port a
+// name. Failures only cost links.
+func linkVirtioPorts(sysRoot, devRoot string, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	again := func() bool {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+		return true
+	}
+	devs, _ := filepath.Glob(filepath.Join(sysRoot, "bus/virtio/devices/*"))
+	for _, dev := range devs {
+		id, err := os.ReadFile(filepath.Join(dev, "device"))
+		if err != nil || strings.TrimSpace(string(id)) != virtioConsoleID {
+			continue
+		}
+		var ports []string
+		for {
+			ports, _ = filepath.Glob(filepath.Join(dev, "virtio-ports", "vport*"))
+			if len(ports) > 0 || !again() {
+				break
+			}
+		}
+		for _, p := range ports {
+			var name string
+			for {
+				b, _ := os.ReadFile(filepath.Join(p, "name"))
+				if name = strings.TrimSpace(string(b)); name != "" || !again() {
+					break
+				}
+			}
+			if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+				continue
+			}
+			link := filepath.Join(devRoot, "virtio-ports", name)
+			if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+				return
+			}
+			_ = os.Remove(link)
+			_ = os.Symlink(filepath.Join("..", filepath.Base(p)), link)
+		}
+	}
+}

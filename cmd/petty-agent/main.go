@@ -6,6 +6,10 @@
 // Usage:
 //
 //	petty-agent [--listen vsock://:1024 | unix:///path | serial:///dev/virtio-ports/NAME] [--debug]
+//
+// Started by the kernel as an initramfs's /init (PID 1, argv[0] "/init"),
+// it takes no flags: it sets the guest up itself (see agent.BootInitramfs)
+// and serves on the kernel command line's petty.listen=.
 package main
 
 import (
@@ -21,6 +25,10 @@ import (
 )
 
 func main() {
+	if agent.IsInitramfsInit() {
+		initramfsMain()
+		return
+	}
 	listen := flag.String("listen", agent.DefaultListen, "where to serve: vsock://:PORT, unix:///path or serial:///dev/virtio-ports/NAME")
 	debug := flag.Bool("debug", false, "log debug messages")
 	version := flag.Bool("version", false, "print the version and exit")
@@ -38,6 +46,23 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := agent.Run(ctx, *listen, log); err != nil {
+		log.Error("petty-agent", "err", err)
+		os.Exit(1)
+	}
+}
+
+// initramfsMain is main as the initramfs's /init. Run powers the guest off
+// when it ends (PID 1 must not exit); exiting is the last resort.
+func initramfsMain() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	listen, err := agent.BootInitramfs(log)
+	if err != nil {
+		log.Error("petty-agent: initramfs init", "err", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := agent.Run(ctx, listen, log); err != nil {
 		log.Error("petty-agent", "err", err)
 		os.Exit(1)
 	}
