@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -22,6 +23,20 @@ type guestInit struct {
 // initialPIDNamespace is PROC_PID_INIT_INO, the inode of the kernel's
 // initial PID namespace as seen in /proc/self/ns/pid.
 const initialPIDNamespace = "pid:[4026531836]"
+
+// inInitialPIDNamespace reports whether this process lives in the kernel's
+// initial PID namespace, with the namespace it read. A kernel built without
+// PID namespaces (CONFIG_PID_NS off, as petty's minimal microVM kernel) has
+// only that one: there /proc is mounted but /proc/self/ns/pid does not
+// exist. (No PID namespace can be created on such a kernel, so PID 1 there
+// is the machine's own init.)
+func inInitialPIDNamespace() (string, bool) {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if errors.Is(err, fs.ErrNotExist) && mounted("/proc") {
+		return "(kernel without PID namespaces)", true
+	}
+	return ns, err == nil && ns == initialPIDNamespace
+}
 
 // becomeGuestInit mounts the pseudo file systems a minimal guest lacks and
 // starts the orphan reaper. Callers must have checked os.Getpid() == 1.
@@ -93,7 +108,7 @@ func (g *guestInit) powerOff(reboot bool) error {
 	if os.Getpid() != 1 {
 		return errNotGuest
 	}
-	if ns, err := os.Readlink("/proc/self/ns/pid"); err != nil || ns != initialPIDNamespace {
+	if ns, ok := inInitialPIDNamespace(); !ok {
 		return fmt.Errorf("%w (pid namespace %q)", errNotGuest, ns)
 	}
 	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF

@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -103,17 +102,15 @@ func BootInitramfs(log *slog.Logger) (listen string, err error) {
 // initial PID namespace, mounting /proc first when it is not mounted (as at
 // a guest's boot); mountedProc says whether it did.
 func checkInitialPIDNamespace() (mountedProc bool, err error) {
-	ns, err := os.Readlink("/proc/self/ns/pid")
-	if errors.Is(err, fs.ErrNotExist) && !mounted("/proc") {
+	if !mounted("/proc") {
 		m := essentialMounts[0]
 		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil {
 			return false, fmt.Errorf("agent: mount /proc: %w", err)
 		}
 		mountedProc = true
-		ns, err = os.Readlink("/proc/self/ns/pid")
 	}
-	if err != nil || ns != initialPIDNamespace {
-		return mountedProc, fmt.Errorf("%w (pid namespace %q)", ErrNotInitramfsInit, ns)
+	if got, ok := inInitialPIDNamespace(); !ok {
+		return mountedProc, fmt.Errorf("%w (pid namespace %q)", ErrNotInitramfsInit, got)
 	}
 	return mountedProc, nil
 }

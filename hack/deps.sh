@@ -4,6 +4,10 @@
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static e2fsprogs iproute2 util-linux linux-image-cloud-amd64 ca-certificates)
+# The kernel compiled from source (image.Options.KernelSource, petty image build
+# --kernel-source): the source tarball and what tinyconfig + microvm.config needs
+# (no libssl-dev or cpio: no modules, no module signing, no in-kernel headers).
+pkgs+=(linux-source-6.1 build-essential bc bison flex libelf-dev xz-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -165,6 +165,7 @@ func TestBoot(t *testing.T) {
 			name:    "initramfs",
 			cmdline: "petty.listen=serial:///dev/virtio-ports/petty.agent",
 			want: []string{
+				"STANDIN-INIT agent", // the agent was /init, no shell
 				"STANDIN-ARGS --listen serial:///dev/virtio-ports/petty.agent",
 				"STANDIN-ROOT rootfs rootfs",
 			},
@@ -212,7 +213,8 @@ func TestBoot(t *testing.T) {
 			if !strings.Contains(res.port, "STANDIN-PORT hello") {
 				t.Errorf("virtio port output = %q, want the stand-in's greeting", res.port)
 			}
-			if strings.Contains(res.console, "petty-init:") {
+			if strings.Contains(res.console, "petty-init:") || strings.Contains(res.console, "level=WARN") ||
+				strings.Contains(res.console, "level=ERROR") || strings.Contains(res.console, "STANDIN-INIT-FAILED") {
 				t.Errorf("init reported a problem")
 			}
 			if t.Failed() {

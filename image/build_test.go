@@ -176,7 +176,10 @@ func TestInitramfsContents(t *testing.T) {
 		}
 	}
 	if got := byName["init"].Data; got != initScript {
-		t.Error("init is not init.sh")
+		t.Error("init is not init.sh (the fake agent cannot be init)")
+	}
+	if _, ok := byName["init.sh"]; ok {
+		t.Error("init.sh next to a shell /init")
 	}
 	var load []string
 	for _, line := range strings.Split(strings.TrimSuffix(byName["etc/petty/modules.load"].Data, "\n"), "\n") {

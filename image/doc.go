@@ -13,7 +13,22 @@
 //
 // # Guest contract
 //
-// The initramfs's /init mounts /proc, /sys and /dev (devtmpfs), loads
+// The initramfs's /init is the petty-agent itself (a symlink to
+// /sbin/petty-agent) when the agent executable contains
+// agent.InitramfsInitProtocol, as every petty-agent does; under TCG each
+// fork and exec of a shell or busybox costs tens of milliseconds. Started
+// as PID 1 with argv[0] "/init" the agent mounts /proc and reads the kernel
+// command line. With root= or petty.root= it execs "/bin/busybox sh
+// /init.sh", the shell init, which does what follows and then switches
+// root. Otherwise the agent mounts /proc, /sys, /dev (devtmpfs), /dev/pts,
+// /tmp and /run (tmpfs), loads with finit_module(2) the modules listed in
+// /etc/petty/modules.load that the machine's devices need, under the same
+// conditions as the shell init (below), links the named virtio serial
+// ports as /dev/virtio-ports/<name>, waiting up to a second for them to
+// appear and be named, and serves on petty.listen=. With any other agent
+// executable the shell init is /init itself.
+//
+// The shell init mounts /proc, /sys and /dev (devtmpfs), loads
 // virtio_mmio, then the kernel modules (with their dependencies) of the
 // devices the machine has: virtio_pci when there is a virtio PCI device
 // (vendor 0x1af4), then, for the virtio devices found in

@@ -1,5 +1,9 @@
 #!/bin/sh
-# petty initramfs /init, written by github.com/pettyvm/petty/image.
+# petty initramfs shell init, written by github.com/pettyvm/petty/image.
+# It is /init.sh, run as PID 1 by the agent (itself /init) when the kernel
+# command line has root= or petty.root=; it is /init when the agent cannot
+# be init. The agent as /init does the rest of this script's work itself
+# (see agent.BootInitramfs); keep the two in step.
 #
 # Mounts /proc, /sys and /dev, loads the kernel modules listed in
 # /etc/petty/modules.load that this machine's devices need, names virtio

@@ -2,6 +2,7 @@ package image
 
 import (
 	"bufio"
+	"bytes"
 	_ "embed"
 	"fmt"
 	"os"
@@ -9,10 +10,22 @@ import (
 	"strings"
 )
 
-// initScript is the initramfs /init; see init.sh.
+// initScript is the initramfs's shell init; see init.sh. It is /init
+// itself when the agent cannot be (see agentIsInit), and /init.sh, which
+// the agent as /init runs for a root= boot, when it can.
 //
 //go:embed init.sh
 var initScript string
+
+// agentInitProtocol is agent.InitramfsInitProtocol: an agent executable
+// containing it can be the initramfs's /init.
+const agentInitProtocol = "petty-agent-initramfs-init/1"
+
+// agentIsInit reports whether the agent executable can be the initramfs's
+// /init (see agent.BootInitramfs).
+func agentIsInit(agent []byte) bool {
+	return bytes.Contains(agent, []byte(agentInitProtocol))
+}
 
 // busyboxApplets get /bin symlinks to busybox: what /init runs plus a
 // small shell toolbox for the agent.
@@ -60,17 +73,28 @@ func baseTree(in *inputs) (*tree, error) {
 	return t, nil
 }
 
-// initramfsTree is the initramfs: the base tree, /init, /dev/console (the
-// kernel opens it for init's stdio before anything mounts devtmpfs), and
-// the modules with modules.load: one line per module in load order,
-// "CONDITIONS PATH", CONDITIONS being "always" or a comma-separated list
-// of devices any of which needs the module (see moduleWant.device).
+// initramfsTree is the initramfs: the base tree, /init (a symlink to the
+// agent with the shell script at /init.sh when the agent can be init, else
+// the script), /dev/console (the kernel opens it for init's stdio before
+// anything mounts devtmpfs), and the modules with modules.load: one line
+// per module in load order, "CONDITIONS PATH", CONDITIONS being "always" or
+// a comma-separated list of devices any of which needs the module (see
+// moduleWant.device).
 func initramfsTree(in *inputs) (*tree, error) {
 	t, err := baseTree(in)
 	if err != nil {
 		return nil, err
 	}
-	if err := t.file("init", 0o755, []byte(initScript)); err != nil {
+	if agentIsInit(in.agent) {
+		// Under TCG every fork and exec of busybox costs tens of
+		// milliseconds: the agent does /init's work itself.
+		if err := t.symlink("init", agentGuestPath); err != nil {
+			return nil, err
+		}
+		if err := t.file("init.sh", 0o755, []byte(initScript)); err != nil {
+			return nil, err
+		}
+	} else if err := t.file("init", 0o755, []byte(initScript)); err != nil {
 		return nil, err
 	}
 	if err := t.charDev("dev/console", 0o600, 5, 1); err != nil {

@@ -14,7 +14,7 @@ import (
 
 // formatVersion changes whenever the layout or contents Build produces
 // change for the same inputs, so older cache entries are not reused.
-const formatVersion = "petty-image-v2"
+const formatVersion = "petty-image-v3"
 
 // module is a kernel module file to put in the initramfs.
 type module struct {
@@ -59,7 +59,9 @@ func resolveInputs(o *Options) (*inputs, error) {
 	if o.ModulesDir == "" {
 		o.ModulesDir = filepath.Join(modulesRoot, in.release)
 	}
-	if in.modules, err = readModules(o.ModulesDir, in.release); err != nil {
+	if o.KernelSource {
+		in.release = vmlinuxRelease(in.kernel) // built with CONFIG_MODULES off: no modules
+	} else if in.modules, err = readModules(o.ModulesDir, in.release); err != nil {
 		return nil, err
 	}
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/pettyvm/petty/image"
+	"github.com/pettyvm/petty/vm"
 )
 
 // agentBinary is the guest agent's executable name.
@@ -71,11 +72,15 @@ func buildDefaultImage(ctx context.Context, opts image.Options, prog *progress, 
 
 // resolveImage returns the kernel, initrd and rootfs of the run: the flags
 // when --kernel is given, else the default guest image (initramfs only).
-func (f *vmFlags) resolveImage(ctx context.Context, prog *progress, log *slog.Logger) (guestImage, error) {
+// Under Firecracker that image's kernel is the minimal one compiled from
+// Debian's linux-source (image.Options.KernelSource; built once, then
+// cached): Firecracker announces its devices on the kernel command line,
+// which Debian's packaged kernels do not read.
+func (f *vmFlags) resolveImage(ctx context.Context, vmm vm.VMM, prog *progress, log *slog.Logger) (guestImage, error) {
 	if f.kernel != "" {
 		return guestImage{kernel: f.kernel, initrd: f.initrd, rootfs: f.rootfs}, nil
 	}
-	img, err := buildDefaultImage(ctx, image.Options{}, prog, log)
+	img, err := buildDefaultImage(ctx, image.Options{KernelSource: vmm == vm.Firecracker}, prog, log)
 	if err != nil {
 		return guestImage{}, err
 	}

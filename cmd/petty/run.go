@@ -96,7 +96,7 @@ func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (vm.Confi
 	log := a.logger()
 	choice := chooseVMM(f.vmm, f.firecrackerBin)
 	log.Debug("vmm chosen", "vmm", choice.vmm, "why", choice.reason)
-	img, err := f.resolveImage(ctx, prog, log)
+	img, err := f.resolveImage(ctx, choice.vmm, prog, log)
 	if err != nil {
 		return vm.Config{}, choice, err
 	}

@@ -1,18 +1,32 @@
 // Command standin-agent stands in for petty-agent in the image package's
 // boot tests. It reports what the guest looks like on stdout (the serial
 // console) and, only when it is PID 1 (inside a guest), powers the machine
-// off. Run anywhere else it just prints and exits.
+// off. Run anywhere else it just prints and exits. Like petty-agent it
+// can be the initramfs's /init: it then sets the guest up with
+// agent.BootInitramfs and reports the --listen it would serve on.
 package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/pettyvm/petty/agent"
 )
 
 func main() {
-	fmt.Printf("STANDIN-ARGS %s\n", strings.Join(os.Args[1:], " "))
+	args := os.Args[1:]
+	if agent.IsInitramfsInit() {
+		listen, err := agent.BootInitramfs(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		if err != nil {
+			fmt.Printf("STANDIN-INIT-FAILED %v\n", err)
+		}
+		args = []string{"--listen", listen}
+		fmt.Println("STANDIN-INIT agent")
+	}
+	fmt.Printf("STANDIN-ARGS %s\n", strings.Join(args, " "))
 	for _, p := range []string{"/dev/vda", "/dev/virtio-ports/petty.agent", "/dev/vsock"} {
 		if _, err := os.Stat(p); err == nil {
 			fmt.Printf("STANDIN-HAVE %s\n", p)
