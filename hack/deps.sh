@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs what petty's build, image and tests need on a Debian 12 machine.
 # Idempotent: skips apt when everything is present. Run as root (or via sudo).
+#   bash hack/deps.sh                        # build petty, the guest image, boot VMs
+#   bash hack/deps.sh --with-kernel-source   # also compile the microVM kernel (tests)
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static e2fsprogs iproute2 util-linux linux-image-cloud-amd64 ca-certificates)
 # The kernel compiled from source (image.Options.KernelSource, petty image build
 # --kernel-source): the source tarball and what tinyconfig + microvm.config needs
 # (no libssl-dev or cpio: no modules, no module signing, no in-kernel headers).
-pkgs+=(linux-source-6.1 build-essential bc bison flex libelf-dev xz-utils)
+if [ "${1:-}" = "--with-kernel-source" ]; then
+  pkgs+=(linux-source-6.1 build-essential bc bison flex libelf-dev xz-utils)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -5,7 +5,7 @@
 # Debian's linux-source-6.1 booted under QEMU (about 9 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash hack/deps.sh
+bash hack/deps.sh --with-kernel-source
 export PATH="$PATH:/usr/local/go/bin"
 
 echo "== gofmt"
