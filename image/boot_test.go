@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pettyvm/petty/qemu"
 )
 
 // qemuArgs returns the qemu-system-x86_64 arguments that boot img on a
@@ -47,7 +49,7 @@ func qemuArgs(img *Image, disk, portOut, cmdline string) []string {
 // kernelCmdline is the command line the boot tests use; extra is appended.
 func kernelCmdline(extra string) string {
 	c := "console=ttyS0 reboot=t panic=-1 no_timer_check cryptomgr.notests tsc=reliable quiet"
-	if khz := hostTSCkHz(); khz > 0 {
+	if khz := qemu.HostTSCkHz(); khz > 0 {
 		c += " tsc_early_khz=" + strconv.Itoa(khz)
 	}
 	if extra != "" {

@@ -1,14 +1,10 @@
 package image
 
 import (
-	"bufio"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -57,26 +53,4 @@ func hostKernel(t *testing.T) string {
 		t.Skipf("%v", err)
 	}
 	return k
-}
-
-// hostTSCkHz returns the host's TSC frequency in kHz from /proc/cpuinfo
-// ("cpu MHz"), or 0. Under TCG the guest's rdtsc counts at the host's rate;
-// tsc_early_khz spares the guest a calibration microvm has no PIT for.
-func hostTSCkHz() int {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == "cpu MHz" {
-			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil && mhz > 0 {
-				return int(math.Round(mhz * 1000))
-			}
-		}
-	}
-	return 0
 }
