@@ -42,6 +42,13 @@ func inInitialPIDNamespace() (string, bool) {
 // starts the orphan reaper. Callers must have checked os.Getpid() == 1.
 func becomeGuestInit(log *slog.Logger) *guestInit {
 	mountEssentials(log)
+	if _, ok := inInitialPIDNamespace(); ok {
+		// Ctrl-Alt-Del (Firecracker's SendCtrlAltDel) then sends SIGINT to
+		// PID 1 instead of restarting at once: Run syncs the disks first.
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+			log.Warn("ctrl-alt-del off", "err", err)
+		}
+	}
 	return &guestInit{log: log, reaper: startReaper()}
 }
 

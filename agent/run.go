@@ -56,6 +56,15 @@ func Run(ctx context.Context, listen string, log *slog.Logger) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		if srv.guest != nil {
+			// SIGTERM/SIGINT to the guest's init: Ctrl-Alt-Del. Restart
+			// (after syncing): the VMMs petty drives exit when the guest
+			// restarts (Firecracker with reboot=k, QEMU with -no-reboot),
+			// while power-off needs ACPI, which Firecracker lacks.
+			srv.mu.Lock()
+			srv.reboot = true
+			srv.mu.Unlock()
+		}
 	case <-srv.ShutdownRequested():
 	case runErr = <-serveErr:
 	}
