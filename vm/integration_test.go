@@ -18,8 +18,9 @@ func integrationConfig(t *testing.T) vm.Config {
 	bin, kernel, rootfs := os.Getenv(vm.FirecrackerBinEnv), os.Getenv("PETTY_KERNEL"), os.Getenv("PETTY_ROOTFS")
 	if bin == "" || kernel == "" || rootfs == "" {
 		t.Skip("real Firecracker tests need PETTY_FIRECRACKER_BIN (a firecracker v1.16 binary), " +
-			"PETTY_KERNEL (an uncompressed vmlinux, e.g. from `petty image build`) and PETTY_ROOTFS (an ext4 root " +
-			"filesystem whose init runs petty-agent, e.g. from `petty image build --rootfs`), plus a /dev/kvm that boots guests")
+			"PETTY_KERNEL (a vmlinux that reads virtio_mmio.device= from its command line: " +
+			"`petty image build --kernel-source --rootfs` prints one) and PETTY_ROOTFS (an ext4 root file system " +
+			"whose init is petty-agent: the rootfs that command prints), plus a /dev/kvm that boots guests")
 	}
 	if err := kvmUsable(); err != nil {
 		t.Skipf("real Firecracker tests need a working KVM: %v", err)
