@@ -78,25 +78,14 @@ func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
 // CopyFrom streams the file at path in the guest to w and returns the number
 // of bytes copied. It holds at most a small window of chunks in memory.
 func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64, error) {
-	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer scancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(abandonWait, scancel) })
-	defer stop()
+	sctx, release := streamContext(ctx)
+	defer release()
 	stream, err := openStream[*agentpb.ReadFileInput, agentpb.ReadFileOutput](sctx, c.w, "ReadFile")
 	if err != nil {
 		return 0, pathError("read", path, err)
 	}
-	// Closing our side tells the agent to stop (done or abandoned); then
-	// drain until it ends the stream, unless it already did.
 	remoteDone := false
-	defer func() {
-		stream.CloseSend()
-		for !remoteDone {
-			if _, err := stream.Recv(); err != nil {
-				return
-			}
-		}
-	}()
+	defer func() { stream.closeAndDrain(remoteDone) }()
 	if err := stream.Send(&agentpb.ReadFileInput{Msg: &agentpb.ReadFileInput_Path{Path: path}}); err != nil {
 		return 0, pathError("read", path, err)
 	}
@@ -109,13 +98,7 @@ func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64,
 		out, err := stream.Recv()
 		if err != nil {
 			remoteDone = true
-			if ctx.Err() != nil {
-				return n, ctx.Err()
-			}
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("stream ended early: %w", io.ErrUnexpectedEOF)
-			}
-			return n, pathError("read", path, err)
+			return n, recvError(ctx, "read", path, err)
 		}
 		switch m := out.Msg.(type) {
 		case *agentpb.ReadFileOutput_Data:
@@ -146,23 +129,14 @@ func (c *Client) WriteFile(ctx context.Context, path string, data []byte, perm f
 // truncating it with exactly the permission bits of perm, and returns the
 // number of bytes written. If it fails midway the partial file remains.
 func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.FileMode, opts ...WriteOption) (int64, error) {
-	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer scancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(abandonWait, scancel) })
-	defer stop()
+	sctx, release := streamContext(ctx)
+	defer release()
 	stream, err := openStream[*agentpb.WriteFileInput, agentpb.WriteFileOutput](sctx, c.w, "WriteFile")
 	if err != nil {
 		return 0, pathError("write", path, err)
 	}
 	remoteDone := false
-	defer func() {
-		stream.CloseSend()
-		for !remoteDone {
-			if _, err := stream.Recv(); err != nil {
-				return
-			}
-		}
-	}()
+	defer func() { stream.closeAndDrain(remoteDone) }()
 	h := &agentpb.WriteFileHeader{Path: path, Mode: uint32(perm.Perm())}
 	for _, o := range opts {
 		o(h)
@@ -177,13 +151,7 @@ func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.F
 		out, err := stream.Recv()
 		if err != nil {
 			remoteDone = true
-			if ctx.Err() != nil {
-				return 0, false, ctx.Err()
-			}
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("stream ended early: %w", io.ErrUnexpectedEOF)
-			}
-			return 0, false, pathError("write", path, err)
+			return 0, false, recvError(ctx, "write", path, err)
 		}
 		switch m := out.Msg.(type) {
 		case *agentpb.WriteFileOutput_Credit:
@@ -231,4 +199,29 @@ func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.F
 			return written, nil
 		}
 	}
+}
+
+// streamContext returns the context of a file stream: it outlives ctx by
+// abandonWait, so that an abandoned stream can still be drained. release
+// frees it.
+func streamContext(ctx context.Context) (sctx context.Context, release func()) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(abandonWait, cancel) })
+	return sctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// recvError is the error of a file stream's failed Recv: ctx's error once
+// ctx ended, else err for op on path, an early end of the stream reported as
+// io.ErrUnexpectedEOF.
+func recvError(ctx context.Context, op, path string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, io.EOF) {
+		err = fmt.Errorf("stream ended early: %w", io.ErrUnexpectedEOF)
+	}
+	return pathError(op, path, err)
 }

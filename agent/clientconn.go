@@ -542,6 +542,18 @@ func (cs *clientStream[In, Out, POut]) CloseSend() error {
 	return cs.c.send(cs.s.id, msgData, flagRemoteClose|flagNoData, nil)
 }
 
+// closeAndDrain closes our side, which tells the agent to stop (done or
+// abandoned), then, unless remoteDone says the agent already ended the
+// stream, reads until it does.
+func (cs *clientStream[In, Out, POut]) closeAndDrain(remoteDone bool) {
+	cs.CloseSend()
+	for !remoteDone {
+		if _, err := cs.Recv(); err != nil {
+			return
+		}
+	}
+}
+
 // Recv returns the next message; io.EOF when the agent ended the stream
 // cleanly, its status error otherwise.
 func (cs *clientStream[In, Out, POut]) Recv() (POut, error) {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pettyvm/petty/internal/testutil"
 )
 
 func TestPing(t *testing.T) {
@@ -179,11 +181,7 @@ func waitGoneOrZombie(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return
-		}
-		if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
+		if !testutil.Alive(pid) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -15,24 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/pettyvm/petty/firecracker"
 	"github.com/pettyvm/petty/internal/testutil"
 	"github.com/pettyvm/petty/vm"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testutil.Cleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // fakeConfig returns a Config that boots on the fake firecracker, with a
 // vsock device, in a short private run dir.

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pettyvm/petty/internal/testutil"
 )
 
 // readRecord returns the state file of the detached VM name.
@@ -30,7 +32,7 @@ func TestDetachCycle(t *testing.T) {
 	}
 	r := h.readRecord("box")
 	defer reapOrphan(t, r.SupervisorPID)
-	if !alive(r.PID) || !alive(r.SupervisorPID) || r.VsockPath == "" || r.RunDir == "" {
+	if !testutil.Alive(r.PID) || !testutil.Alive(r.SupervisorPID) || r.VsockPath == "" || r.RunDir == "" {
 		t.Fatalf("record %+v: want a live VMM and supervisor with sockets", r)
 	}
 
@@ -58,8 +60,8 @@ func TestDetachCycle(t *testing.T) {
 		t.Fatalf("stop: code %d, stderr %q", res.code, res.stderr)
 	}
 	reapOrphan(t, r.SupervisorPID)
-	if alive(r.PID) || alive(r.SupervisorPID) {
-		t.Errorf("after stop: VMM alive %v, supervisor alive %v", alive(r.PID), alive(r.SupervisorPID))
+	if testutil.Alive(r.PID) || testutil.Alive(r.SupervisorPID) {
+		t.Errorf("after stop: VMM alive %v, supervisor alive %v", testutil.Alive(r.PID), testutil.Alive(r.SupervisorPID))
 	}
 	if _, err := os.Stat(r.RunDir); !os.IsNotExist(err) {
 		t.Errorf("run dir %s still there (%v)", r.RunDir, err)
@@ -82,7 +84,7 @@ func TestDetachRm(t *testing.T) {
 		t.Fatalf("rm: code %d, stderr %q", res.code, res.stderr)
 	}
 	reapOrphan(t, r.SupervisorPID)
-	if alive(r.PID) {
+	if testutil.Alive(r.PID) {
 		t.Errorf("VMM %d alive after rm", r.PID)
 	}
 	if res := h.run(nil, "rm", name); res.code != 1 || !strings.Contains(res.stderr, "no such VM") {

@@ -108,7 +108,7 @@ func qemuProcs(t *testing.T, dir string) []int {
 			continue // gone meanwhile
 		}
 		exe, _, _ := bytes.Cut(cmdline, []byte{0})
-		if filepath.Base(string(exe)) == "qemu-system-x86_64" && bytes.Contains(cmdline, []byte(dir)) && alive(pid) {
+		if filepath.Base(string(exe)) == "qemu-system-x86_64" && bytes.Contains(cmdline, []byte(dir)) && testutil.Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -237,7 +237,7 @@ func TestQEMUDetachCycle(t *testing.T) {
 	}
 	r := h.readRecord("qbox")
 	defer reapOrphan(t, r.SupervisorPID)
-	if r.VMM != vm.QEMU || !alive(r.PID) || !alive(r.SupervisorPID) || r.AgentSocket == "" || r.RunDir == "" {
+	if r.VMM != vm.QEMU || !testutil.Alive(r.PID) || !testutil.Alive(r.SupervisorPID) || r.AgentSocket == "" || r.RunDir == "" {
 		t.Fatalf("record %+v: want a live QEMU and supervisor with an agent socket", r)
 	}
 	if got := qemuProcs(t, h.runDir); len(got) != 1 || got[0] != r.PID {
@@ -269,8 +269,8 @@ func TestQEMUDetachCycle(t *testing.T) {
 		t.Fatalf("stop: code %d, stderr %q", res.code, res.stderr)
 	}
 	reapOrphan(t, r.SupervisorPID)
-	if alive(r.PID) || alive(r.SupervisorPID) {
-		t.Errorf("after stop: QEMU alive %v, supervisor alive %v", alive(r.PID), alive(r.SupervisorPID))
+	if testutil.Alive(r.PID) || testutil.Alive(r.SupervisorPID) {
+		t.Errorf("after stop: QEMU alive %v, supervisor alive %v", testutil.Alive(r.PID), testutil.Alive(r.SupervisorPID))
 	}
 	if _, err := os.Stat(r.RunDir); !os.IsNotExist(err) {
 		t.Errorf("run dir %s still there (%v)", r.RunDir, err)

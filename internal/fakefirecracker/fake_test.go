@@ -817,17 +817,6 @@ func TestVsockExplicitGuestDir(t *testing.T) {
 	}
 }
 
-// processGone reports whether pid no longer runs (absent or a zombie).
-func processGone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && strings.HasPrefix(s[i+1:], " Z")
-}
-
 func waitFile(t *testing.T, path string) string {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -846,7 +835,7 @@ func TestGuestCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if processGone(pid) {
+	if !testutil.Alive(pid) {
 		t.Fatal("the guest is not running")
 	}
 	if out := p.stdout.String(); !strings.Contains(out, "guest-up dir="+filepath.Join(p.dir, "fake-guest")) {
@@ -856,7 +845,7 @@ func TestGuestCommand(t *testing.T) {
 	if code := p.wait(); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !processGone(pid); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); testutil.Alive(pid); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			t.Fatal("the guest survived the fake")

@@ -1,12 +1,15 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // buildDir is the per-process directory holding built executables.
@@ -127,4 +130,20 @@ func Cleanup() {
 	if buildDir.path != "" {
 		_ = os.RemoveAll(buildDir.path)
 	}
+}
+
+// Main runs the tests, calls [Cleanup] and, if they passed, fails the run
+// when goroutines leaked; then it exits. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { testutil.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -46,6 +46,16 @@ func Children() ([]Child, error) {
 	return out, nil
 }
 
+// Alive reports whether process pid exists and is not a zombie.
+func Alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	c, _, ok := parseStat(pid, string(b))
+	return ok && c.State != "Z"
+}
+
 // parseStat reads comm, state and ppid from a /proc/<pid>/stat line; comm
 // may hold spaces and parentheses, so it ends at the last ')'.
 func parseStat(pid int, s string) (Child, int, bool) {

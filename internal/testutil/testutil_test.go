@@ -83,3 +83,19 @@ func TestParseStat(t *testing.T) {
 		t.Errorf("%+v %d %v", c, ppid, ok)
 	}
 }
+
+func TestAlive(t *testing.T) {
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if !Alive(pid) {
+		t.Errorf("Alive(%d) = false for a running sleep", pid)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if Alive(pid) {
+		t.Errorf("Alive(%d) = true after it was reaped", pid)
+	}
+}
