@@ -21,6 +21,11 @@ const (
 // answered a Ping. It retries, closing every failed connection, until the
 // agent answers, the VMM exits, or ctx ends; ctx bounds the connection
 // attempts only, not the returned Client. The caller closes the Client.
+//
+// Under QEMU without /dev/vhost-vsock the channel is a single virtio-serial
+// stream: one Client at a time, and a second Agent call waits (within ctx)
+// until the first Client is closed. Share one Client across goroutines
+// instead: its methods are safe for concurrent use.
 func (m *Machine) Agent(ctx context.Context) (*agent.Client, error) {
 	p, be, err := m.current(Running, Paused)
 	if err != nil {
