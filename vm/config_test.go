@@ -90,6 +90,9 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"duplicate drive id", func(c *Config) { c.Drives = []Drive{{ID: "rootfs", Path: drive}} }, "Drives[0].ID"},
 		{"bad drive id", func(c *Config) { c.Drives = []Drive{{ID: "a b", Path: drive}} }, "Drives[0].ID"},
 		{"huge boot args", func(c *Config) { c.BootArgs = strings.Repeat("x", 2040) }, "BootArgs"},
+		{"boot args too long with qemu's parameters", func(c *Config) {
+			c.VMM, c.QEMUBin, c.BootArgs = QEMU, "/bin/true", strings.Repeat("x", 1990) // fits Firecracker's additions
+		}, "BootArgs"},
 		{"network without tap", func(c *Config) { c.Network = &Network{} }, "Network.Tap"},
 		{"long tap name", func(c *Config) { c.Network = &Network{Tap: "tap0123456789abcdef"} }, "Network.Tap"},
 		{"bad mac", func(c *Config) { c.Network = &Network{Tap: "tap0", MAC: "nope"} }, "Network.MAC"},
@@ -216,5 +219,13 @@ func TestStateString(t *testing.T) {
 		if s.String() != want {
 			t.Errorf("%d.String() = %q", s, s.String())
 		}
+	}
+}
+
+func TestCmdlineLimitCountsFirecrackerAdditions(t *testing.T) {
+	c := validConfig(t)
+	c.BootArgs = strings.Repeat("x", 1990)
+	if err := c.Validate(); err != nil {
+		t.Errorf("1990 bytes of boot args with one drive under Firecracker: %v", err)
 	}
 }

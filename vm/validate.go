@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pettyvm/petty/qemu"
 )
 
 // maxUnixPath is the longest usable unix socket path (sun_path minus NUL).
@@ -138,22 +140,28 @@ func (v *validator) drives(d *Config) {
 	}
 }
 
-// cmdline checks that the kernel command line, with what the VMM adds for
-// each device (Firecracker appends a virtio_mmio.device=… per device and the
-// root= parameters), fits MaxCmdlineBytes.
+// cmdline checks that the kernel command line, with what the VMM adds, fits
+// MaxCmdlineBytes. For QEMU that is the exact line its backend builds, with
+// every parameter it may add; Firecracker appends a virtio_mmio.device=… per
+// device and the root= parameters.
 func (v *validator) cmdline(d *Config) {
-	const perDevice = len(" virtio_mmio.device=4K@0xd0001000:5")
-	const rootArgs = len(" root=/dev/vda rw")
-	devices := len(d.allDrives())
-	if d.Network != nil {
-		devices++
+	var total int
+	if d.VMM == QEMU {
+		total = len(qemuCmdline(d, qemu.AccelTCG, qemuHost{tscKHz: 9_999_999}, true))
+	} else {
+		const perDevice = len(" virtio_mmio.device=4K@0xd0001000:5")
+		const rootArgs = len(" root=/dev/vda rw")
+		devices := len(d.allDrives())
+		if d.Network != nil {
+			devices++
+		}
+		if d.Vsock != nil {
+			devices++
+		}
+		total = len(d.BootArgs) + devices*perDevice + rootArgs
 	}
-	if d.Vsock != nil {
-		devices++
-	}
-	total := len(d.BootArgs) + devices*perDevice + rootArgs
 	if total > MaxCmdlineBytes {
-		v.add("BootArgs", fmt.Sprintf("kernel command line would be %d bytes with device parameters; the limit is %d", total, MaxCmdlineBytes), nil)
+		v.add("BootArgs", fmt.Sprintf("kernel command line would be %d bytes with the VMM's parameters; the limit is %d", total, MaxCmdlineBytes), nil)
 	}
 }
 
