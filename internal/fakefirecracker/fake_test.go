@@ -630,9 +630,7 @@ func TestConfigFile(t *testing.T) {
 	}
 	a.ok("PATCH", "/vm", `{"state":"Paused"}`)
 	a.fault("PUT", "/machine-config", `{"vcpu_count":1,"mem_size_mib":128}`, "not supported after starting")
-	if !strings.Contains(p.stdout.String(), "fake guest: booted") {
-		t.Errorf("stdout %q", p.stdout.String())
-	}
+	waitStdout(t, p, "fake guest: booted")
 
 	noAPICfg := filepath.Join(dir, "noapi.json")
 	writeJSON(t, noAPICfg, map[string]any{"boot-source": map[string]any{"kernel_image_path": filepath.Join(dir, "vmlinux")}})
@@ -817,6 +815,18 @@ func TestVsockExplicitGuestDir(t *testing.T) {
 	}
 }
 
+// waitStdout waits until the fake's stdout, which crosses a pipe and a copying
+// goroutine, holds want.
+func waitStdout(t *testing.T, p *fakeProc, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(p.stdout.String(), want) {
+			return
+		}
+	}
+	t.Errorf("stdout lacks %q: %q", want, p.stdout.String())
+}
+
 func waitFile(t *testing.T, path string) string {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -838,9 +848,9 @@ func TestGuestCommand(t *testing.T) {
 	if !testutil.Alive(pid) {
 		t.Fatal("the guest is not running")
 	}
-	if out := p.stdout.String(); !strings.Contains(out, "guest-up dir="+filepath.Join(p.dir, "fake-guest")) {
-		t.Errorf("stdout %q", out)
-	}
+	// The pid file can appear before the guest's echo has crossed the
+	// fake's stdout pipe into p.stdout.
+	waitStdout(t, p, "guest-up dir="+filepath.Join(p.dir, "fake-guest"))
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Errorf("exit code %d", code)
