@@ -90,7 +90,9 @@ func (p *fakeProc) waitSocket() {
 	p.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(p.sock); err == nil {
+		// The file exists from bind(2) on; it accepts only after listen(2).
+		if c, err := net.Dial("unix", p.sock); err == nil {
+			c.Close()
 			return
 		}
 		select {
