@@ -138,3 +138,22 @@ func parseBootCmdline(cmdline string) bootParams {
 	}
 	return p
 }
+
+// GuestListen returns the kernel command line's petty.listen= (default
+// DefaultListen), for an agent that is PID 1 of a guest without being the
+// initramfs's /init: the /sbin/init of a root file system the kernel mounted
+// itself. It mounts /proc when it must, and refuses (ErrNotInitramfsInit)
+// unless this process is PID 1 of the kernel's initial PID namespace.
+func GuestListen() (string, error) {
+	if os.Getpid() != 1 {
+		return "", ErrNotInitramfsInit
+	}
+	if _, err := checkInitialPIDNamespace(); err != nil {
+		return "", err
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return "", err
+	}
+	return parseBootCmdline(string(cmdline)).listen, nil
+}

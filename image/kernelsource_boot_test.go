@@ -53,7 +53,7 @@ func TestKernelSourceBuild(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Minute)
 	defer cancel()
 	rec := &stepRecorder{}
-	opts := image.Options{KernelSource: true, AgentPath: agentPath, CacheDir: cache, Progress: rec.step}
+	opts := image.Options{KernelSource: true, RootFS: true, AgentPath: agentPath, CacheDir: cache, Progress: rec.step}
 	img, err := image.Build(ctx, opts)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
@@ -76,7 +76,7 @@ func TestKernelSourceBuild(t *testing.T) {
 
 	var sourceBoots, cloudBoots []time.Duration
 	for i := range 3 {
-		d, release := bootToAgent(t, img, i == 0)
+		d, release := bootToAgent(t, img, i == 0, false)
 		sourceBoots = append(sourceBoots, d)
 		if !strings.HasPrefix(release, "6.1") || strings.Contains(release, "cloud") {
 			t.Errorf("guest uname -r = %q, want the 6.1 kernel built from source", release)
@@ -84,13 +84,22 @@ func TestKernelSourceBuild(t *testing.T) {
 	}
 	t.Logf("kernel from source: boot to agent ready under QEMU TCG: %v (median of %v)", median(sourceBoots), sourceBoots)
 
+	// As under Firecracker: no initramfs, the kernel mounts the root file
+	// system itself and runs its /sbin/init, the agent, which finds where to
+	// serve on the kernel command line.
+	d, release := bootToAgent(t, img, false, true)
+	if !strings.HasPrefix(release, "6.1") {
+		t.Errorf("guest uname -r from the root file system = %q", release)
+	}
+	t.Logf("kernel from source, root file system without initramfs: boot to agent ready: %v", d)
+
 	cloud, err := image.Build(ctx, image.Options{AgentPath: agentPath, CacheDir: cache})
 	if err != nil {
 		t.Logf("no Debian cloud kernel to compare with: %v", err)
 		return
 	}
 	for range 3 {
-		d, _ := bootToAgent(t, cloud, false)
+		d, _ := bootToAgent(t, cloud, false, false)
 		cloudBoots = append(cloudBoots, d)
 	}
 	t.Logf("Debian cloud kernel: boot to agent ready under QEMU TCG: %v (median of %v)", median(cloudBoots), cloudBoots)
@@ -116,8 +125,9 @@ func checkSourceKernelImage(t *testing.T, img *image.Image) {
 
 // bootToAgent boots img under QEMU TCG, waits for its agent, runs `uname
 // -r` and destroys the machine. It returns the time from Start to the
-// agent answering and the guest's release.
-func bootToAgent(t *testing.T, img *image.Image, logConsole bool) (time.Duration, string) {
+// agent answering and the guest's release. fromRootFS boots a copy of
+// img.RootFS as the root drive, without the initramfs.
+func bootToAgent(t *testing.T, img *image.Image, logConsole, fromRootFS bool) (time.Duration, string) {
 	t.Helper()
 	var console bytes.Buffer
 	cfg := vm.Config{
@@ -129,6 +139,17 @@ func bootToAgent(t *testing.T, img *image.Image, logConsole bool) (time.Duration
 		Initrd:    img.Initrd,
 		RunDir:    filepath.Join(testutil.ShortTempDir(t), "run"),
 		Console:   &console,
+	}
+	if fromRootFS {
+		data, err := os.ReadFile(img.RootFS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := filepath.Join(t.TempDir(), "rootfs.ext4")
+		if err := os.WriteFile(root, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Initrd, cfg.RootDrive = "", vm.Drive{Path: root}
 	}
 	m, err := vm.New(cfg)
 	if err != nil {

@@ -9,7 +9,8 @@
 //
 // Started by the kernel as an initramfs's /init (PID 1, argv[0] "/init"),
 // it takes no flags: it sets the guest up itself (see agent.BootInitramfs)
-// and serves on the kernel command line's petty.listen=.
+// and serves on the kernel command line's petty.listen=. As PID 1 otherwise
+// (a root file system's /sbin/init) without --listen, it serves there too.
 package main
 
 import (
@@ -42,6 +43,15 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if !flagSet("listen") && os.Getpid() == 1 {
+		// The guest's init from a root file system (e.g. /sbin/init): the
+		// VMM says where to serve on the kernel command line.
+		if l, err := agent.GuestListen(); err == nil {
+			*listen = l
+		} else {
+			log.Warn("petty.listen= not read; using the default", "listen", *listen, "err", err)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -66,4 +76,10 @@ func initramfsMain() {
 		log.Error("petty-agent", "err", err)
 		os.Exit(1)
 	}
+}
+
+// flagSet reports whether the flag named name was given on the command line.
+func flagSet(name string) (set bool) {
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
