@@ -55,17 +55,7 @@ func TestDetachCycle(t *testing.T) {
 		t.Errorf("exec cat: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 	}
 
-	res = h.run(nil, "stop", "box")
-	if res.code != 0 {
-		t.Fatalf("stop: code %d, stderr %q", res.code, res.stderr)
-	}
-	reapOrphan(t, r.SupervisorPID)
-	if testutil.Alive(r.PID) || testutil.Alive(r.SupervisorPID) {
-		t.Errorf("after stop: VMM alive %v, supervisor alive %v", testutil.Alive(r.PID), testutil.Alive(r.SupervisorPID))
-	}
-	if _, err := os.Stat(r.RunDir); !os.IsNotExist(err) {
-		t.Errorf("run dir %s still there (%v)", r.RunDir, err)
-	}
+	h.stopAndCheckGone(t, "box", r)
 	if res := h.run(nil, "exec", "box", "--", "true"); res.code != 1 {
 		t.Errorf("exec after stop: code %d, want 1", res.code)
 	}
@@ -137,4 +127,21 @@ func regexpLine(out string, fields ...string) bool {
 		}
 	}
 	return false
+}
+
+// stopAndCheckGone runs "petty stop name" and checks that the VM r records
+// is gone: VMM and supervisor processes, and its run directory.
+func (h *harness) stopAndCheckGone(t *testing.T, name string, r record) {
+	t.Helper()
+	res := h.run(nil, "stop", name)
+	if res.code != 0 {
+		t.Fatalf("stop: code %d, stderr %q", res.code, res.stderr)
+	}
+	reapOrphan(t, r.SupervisorPID)
+	if testutil.Alive(r.PID) || testutil.Alive(r.SupervisorPID) {
+		t.Errorf("after stop: VMM alive %v, supervisor alive %v", testutil.Alive(r.PID), testutil.Alive(r.SupervisorPID))
+	}
+	if _, err := os.Stat(r.RunDir); !os.IsNotExist(err) {
+		t.Errorf("run dir %s still there (%v)", r.RunDir, err)
+	}
 }

@@ -264,17 +264,7 @@ func TestQEMUDetachCycle(t *testing.T) {
 		t.Errorf("ls: code %d, stdout:\n%s", res.code, res.stdout)
 	}
 
-	res = h.run(nil, "stop", "qbox")
-	if res.code != 0 {
-		t.Fatalf("stop: code %d, stderr %q", res.code, res.stderr)
-	}
-	reapOrphan(t, r.SupervisorPID)
-	if testutil.Alive(r.PID) || testutil.Alive(r.SupervisorPID) {
-		t.Errorf("after stop: QEMU alive %v, supervisor alive %v", testutil.Alive(r.PID), testutil.Alive(r.SupervisorPID))
-	}
-	if _, err := os.Stat(r.RunDir); !os.IsNotExist(err) {
-		t.Errorf("run dir %s still there (%v)", r.RunDir, err)
-	}
+	h.stopAndCheckGone(t, "qbox", r)
 	if res := h.run(nil, "ls"); res.code != 0 || strings.Contains(res.stdout, "qbox") {
 		t.Errorf("ls after stop: code %d, stdout:\n%s", res.code, res.stdout)
 	}
