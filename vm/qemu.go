@@ -13,6 +13,7 @@ import (
 	mdvsock "github.com/mdlayher/vsock"
 
 	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/retry"
 	"github.com/pettyvm/petty/qemu"
 )
 
@@ -87,24 +88,20 @@ func (q *qemuBackend) start(ctx context.Context, b *boot) error {
 	}
 	// QEMU runs the guest as soon as it is initialised (no -S); the boot is
 	// acknowledged once QMP reports it running.
-	delay := time.Millisecond
-	for {
+	return retry.Do(ctx, socketBackoff(b.exited), func(ctx context.Context) error {
 		st, err := c.QueryStatus(ctx)
 		if err != nil {
-			return err
+			return retry.Permanent(err)
 		}
 		switch st.Status {
 		case "running":
 			return nil
 		case "prelaunch", "inmigrate", "restore-vm", "debug":
+			return fmt.Errorf("qemu: guest is %q", st.Status)
 		default:
-			return fmt.Errorf("qemu: guest is %q, not running", st.Status)
+			return retry.Permanent(fmt.Errorf("qemu: guest is %q, not running", st.Status))
 		}
-		if err := sleepCtx(ctx, delay, b.exited); err != nil {
-			return err
-		}
-		delay = min(2*delay, socketPollMax)
-	}
+	})
 }
 
 // requestShutdown asks the guest agent to power off and falls back to the
@@ -282,35 +279,15 @@ func (q *qemuBackend) removeSockets() error {
 // backoff from 1ms to qemuDialRetryMax. Once ctx ended, the error wraps ctx's
 // error and the last attempt's.
 func retryDial(ctx context.Context, exited <-chan struct{}, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {
-	delay := time.Millisecond
-	for {
-		conn, err := dial(ctx)
-		if err == nil {
-			return conn, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		}
-		if err := sleepCtx(ctx, delay, exited); err != nil {
-			return nil, err
-		}
-		delay = min(2*delay, qemuDialRetryMax)
+	var conn net.Conn
+	err := retry.Do(ctx, retry.Backoff{Min: time.Millisecond, Max: qemuDialRetryMax, Stop: exited},
+		func(ctx context.Context) error {
+			c, err := dial(ctx)
+			conn = c
+			return err
+		})
+	if err != nil {
+		return nil, err
 	}
-}
-
-// errVMMExited is returned by waits that the VMM's exit cut short.
-var errVMMExited = errors.New("vmm exited")
-
-// sleepCtx sleeps for d; it fails early when ctx ends or exited is closed.
-func sleepCtx(ctx context.Context, d time.Duration, exited <-chan struct{}) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-exited:
-		return errVMMExited
-	case <-t.C:
-		return nil
-	}
+	return conn, nil
 }
