@@ -27,7 +27,7 @@ type firecrackerBackend struct {
 	vsock   string // the hybrid vsock UDS, "" without vsock
 	// ownVsock is set when vsock lies in the run directory (the default).
 	ownVsock bool
-	client  *firecracker.Client
+	client   *firecracker.Client
 }
 
 var _ backend = (*firecrackerBackend)(nil)
