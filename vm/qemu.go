@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -36,6 +37,11 @@ type qemuBackend struct {
 	spec qemu.Spec
 	boot *boot
 
+	// vsockDev opens /dev/vhost-vsock; vsockFile holds the boot's guest
+	// CID (closed by release).
+	vsockDev  vhostVsockDev
+	vsockFile *os.File
+
 	mu       sync.Mutex
 	qmp      *qemu.QMP               // nil until start connected, and after release
 	released bool                    // release ran: a late QMP connection is closed at once
@@ -46,13 +52,33 @@ var _ backend = (*qemuBackend)(nil)
 
 // newQEMUBackend returns the QEMU backend.
 func newQEMUBackend(m *Machine) backend {
-	return &qemuBackend{log: m.log}
+	return &qemuBackend{log: m.log, vsockDev: hostVhostVsock{}}
 }
 
 func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
-	h := probeQEMUHost(b.cfg.Accel)
+	h := probeHost(b.cfg.Accel)
+	h.sandbox = qemu.SandboxSupported(b.cfg.QEMUBin)
 	q.boot = b
-	q.spec = qemuSpec(b.id, b.cfg, b.runDir, h)
+	cfg := b.cfg
+	if cfg.Vsock != nil && h.vhostVsock {
+		// vhost-vsock CIDs are global to the host: claim one that no other
+		// VM holds, and hand QEMU the descriptor that holds it.
+		f, cid, err := claimCID(q.vsockDev, cfg.Vsock.CID, randomCID)
+		if err != nil {
+			return nil, err
+		}
+		q.vsockFile = f
+		c, v := *cfg, *cfg.Vsock
+		v.CID, c.Vsock = cid, &v
+		cfg = &c
+	}
+	q.spec = qemuSpec(b.id, cfg, b.runDir, h)
+	if q.vsockFile != nil {
+		q.spec.VsockFD = 3 // ExtraFiles[0]
+	}
+	if !h.sandbox {
+		q.log.Debug("qemu: -sandbox not supported by this build; QEMU runs without its seccomp filter", "bin", b.cfg.QEMUBin)
+	}
 	if b.cfg.Accel == "auto" && q.spec.Accel == qemu.AccelTCG {
 		q.log.Debug("qemu: KVM not usable", "why", h.kvmWhy)
 	}
@@ -65,6 +91,9 @@ func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(b.cfg.QEMUBin, q.spec.Args()...)
 	cmd.Dir = b.runDir
+	if q.vsockFile != nil {
+		cmd.ExtraFiles = []*os.File{q.vsockFile}
+	}
 	return cmd, nil
 }
 
@@ -250,6 +279,9 @@ func (q *qemuBackend) release() {
 	q.mu.Unlock()
 	if c != nil {
 		_ = c.Close()
+	}
+	if q.vsockFile != nil {
+		_ = q.vsockFile.Close() // frees the CID once QEMU's copy is gone too
 	}
 	_ = q.removeSockets()
 }
