@@ -60,3 +60,35 @@ func TestRunFailsFastWithoutFirecracker(t *testing.T) {
 		})
 	}
 }
+
+// TestRunMACFlag checks --mac: it needs --tap, and vm's validation refuses
+// a MAC that is not a unicast xx:xx:xx:xx:xx:xx and a tap that does not
+// exist, naming them, before booting anything.
+func TestRunMACFlag(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"mac without tap", []string{"--mac", "06:00:ac:10:00:02"}, 2, []string{"--mac needs --tap"}},
+		{"dotted mac", []string{"--tap", "lo", "--mac", "0600.ac10.0002"}, 1, []string{"Network.MAC", "0600.ac10.0002"}},
+		{"multicast mac", []string{"--tap", "lo", "--mac", "01:00:5e:00:00:01"}, 1, []string{"Network.MAC", "multicast"}},
+		{"missing tap", []string{"--tap", "nosuchtap9"}, 1, []string{"Network.Tap", `"nosuchtap9"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append(append([]string{"run"}, h.vmFlags()...), tt.args...), "--", "true")
+			res := h.run(nil, args...)
+			if res.code != tt.code {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", res.code, tt.code, res.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(res.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, res.stderr)
+				}
+			}
+		})
+	}
+}
