@@ -96,8 +96,14 @@ func doctorChecks(firecrackerBin string) []check {
 		q.detail = err.Error()
 	} else {
 		q.ok, q.detail = true, p+": "+v
+		sb := check{name: "qemu seccomp", optional: true, ok: qemu.SandboxSupported(p),
+			fix: "use a QEMU built with seccomp (Debian's qemu-system-x86 is)"}
+		sb.detail = onOff(sb.ok, "-sandbox "+qemu.SandboxOptions, p+" has no usable -sandbox: QEMU runs without its seccomp filter")
+		cs = append(cs, q, sb)
 	}
-	cs = append(cs, q)
+	if !q.ok {
+		cs = append(cs, q)
+	}
 
 	cs = append(cs,
 		check{name: "vhost-vsock", ok: qemu.VhostVsockAvailable(), optional: true,
