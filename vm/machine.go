@@ -69,6 +69,22 @@ func New(cfg Config) (*Machine, error) {
 // vsockSocketName is the default hybrid-vsock socket in the run directory.
 const vsockSocketName = "vsock.sock"
 
+// MakeRunDir creates the Machine's run directory now, as the first Start
+// would (see makeRunDir), for a caller that keeps files of its own there
+// (a console log) from before the boot. It is idempotent; Destroy removes
+// the directory.
+func (m *Machine) MakeRunDir() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == Destroyed {
+		return opError("make run dir", m.id, ErrDestroyed)
+	}
+	if err := m.makeRunDir(); err != nil {
+		return opError("make run dir", m.id, err)
+	}
+	return nil
+}
+
 // makeRunDir creates the Machine's run directory on its first boot: the run
 // root is created or verified with privdir (0700, ours, not a symlink), and
 // the per-VM directory is created exclusively (os.Mkdir, 0700), so that it is

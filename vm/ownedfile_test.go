@@ -143,3 +143,36 @@ func TestRunDirCreatedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMakeRunDir checks that MakeRunDir creates the run directory before
+// Start (for files a caller keeps there), and that Start and Destroy then
+// use and remove it.
+func TestMakeRunDir(t *testing.T) {
+	m, err := vm.New(fakeConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := m.MakeRunDir(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := filepath.Join(m.RunDir(), "console.log")
+	if err := os.WriteFile(log, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(log); err != nil {
+		t.Errorf("Start lost the caller's file: %v", err)
+	}
+	pid := m.PID()
+	if err := m.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, m, pid)
+	if err := m.MakeRunDir(); !errors.Is(err, vm.ErrDestroyed) {
+		t.Errorf("MakeRunDir after Destroy = %v, want ErrDestroyed", err)
+	}
+}
