@@ -45,6 +45,15 @@ type Spec struct {
 	AgentSocket string
 	// QMPSocket is the listening unix socket of the QMP monitor. Required.
 	QMPSocket string
+
+	// VsockFD, when not 0 and VsockCID is set, is the number (in QEMU's
+	// process) of an open /dev/vhost-vsock whose guest CID the caller has
+	// already set to VsockCID (vhostfd=): the caller, not QEMU, owns the
+	// CID's allocation.
+	VsockFD int
+	// Sandbox runs QEMU under its seccomp filter (-sandbox SandboxOptions);
+	// see SandboxSupported.
+	Sandbox bool
 }
 
 // Drive is a raw disk image attached as virtio-blk.
@@ -77,6 +86,9 @@ const machineOptions = "microvm,x-option-roms=off,pit=off,pic=off,isa-serial=on"
 // console goes to stdout; QEMU reads nothing from stdin.
 func (s *Spec) Args() []string {
 	a := []string{"-nodefaults", "-no-user-config", "-nographic", "-no-reboot"}
+	if s.Sandbox {
+		a = append(a, "-sandbox", SandboxOptions)
+	}
 	if s.Name != "" {
 		a = append(a, "-name", escape(s.Name))
 	}
@@ -113,7 +125,11 @@ func (s *Spec) Args() []string {
 		a = append(a, "-device", dev)
 	}
 	if s.VsockCID != 0 {
-		a = append(a, "-device", "vhost-vsock-device,guest-cid="+strconv.FormatUint(uint64(s.VsockCID), 10))
+		dev := "vhost-vsock-device,guest-cid=" + strconv.FormatUint(uint64(s.VsockCID), 10)
+		if s.VsockFD != 0 {
+			dev += ",vhostfd=" + strconv.Itoa(s.VsockFD)
+		}
+		a = append(a, "-device", dev)
 	}
 	if s.AgentSocket != "" {
 		a = append(a,

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/retry"
 )
 
 // Backoff and per-attempt bound of Agent.
@@ -42,30 +43,24 @@ func (m *Machine) Agent(ctx context.Context) (*agent.Client, error) {
 		case <-dctx.Done():
 		}
 	}()
-	delay := agentRetryMin
-	for {
-		c, err := tryAgent(dctx, be)
-		if err == nil {
-			return c, nil
-		}
-		if p.exited() {
-			return nil, opError("agent", m.id, errors.Join(ErrNotRunning, p.exitError(m.out)))
-		}
-		if ctx.Err() != nil {
-			if errors.Is(err, ctx.Err()) {
-				return nil, opError("agent", m.id, err)
+	var c *agent.Client
+	err = retry.Do(dctx, retry.Backoff{Min: agentRetryMin, Max: agentRetryMax, Stop: p.done},
+		func(ctx context.Context) error {
+			var err error
+			c, err = tryAgent(ctx, be)
+			if err != nil {
+				m.log.Debug("agent not ready", "err", err)
 			}
-			return nil, opError("agent", m.id, fmt.Errorf("%w; last attempt: %w", ctx.Err(), err))
-		}
-		m.log.Debug("agent not ready", "err", err, "retry_in", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-dctx.Done():
-			t.Stop()
-		}
-		delay = min(2*delay, agentRetryMax)
+			return err
+		})
+	switch {
+	case err == nil:
+		return c, nil
+	case p.exited():
+		return nil, opError("agent", m.id, errors.Join(ErrNotRunning, p.exitError(m.out)))
 	}
+	// dctx ended because ctx did: report ctx's error with the last attempt's.
+	return nil, opError("agent", m.id, err)
 }
 
 // tryAgent makes one attempt: dial (the backend retries until the channel

@@ -30,7 +30,8 @@ const (
 	DefaultBootArgs = "console=ttyS0 reboot=k panic=1 pci=off"
 	// MaxCmdlineBytes bounds the kernel command line, device additions included.
 	MaxCmdlineBytes = 2048
-	// DefaultVsockCID is the guest CID of a vsock device whose CID is 0.
+	// DefaultVsockCID is the guest CID of a Firecracker vsock device whose
+	// CID is 0 (QEMU allocates a free CID instead).
 	DefaultVsockCID = 3
 	// DefaultRootDriveID is the ID of the root drive when RootDrive.ID is empty.
 	DefaultRootDriveID = "rootfs"
@@ -85,9 +86,12 @@ type Config struct {
 	// otherwise), "kvm" or "tcg". Default: "auto". Firecracker ignores it.
 	Accel string
 
-	// RunDir is the directory under which each VM gets a private 0700 run
-	// directory (sockets, console log). Default: /run/petty for root,
-	// $XDG_RUNTIME_DIR/petty or /tmp/petty-<uid> otherwise.
+	// RunDir is the root under which each VM gets a private run directory
+	// <RunDir>/<ID> (sockets, config), created 0700 by the first Start. The
+	// root is created 0700 if missing, and refused unless it is a directory
+	// (not a symlink) owned by the effective user with no group or other
+	// access. Default: /run/petty for root, $XDG_RUNTIME_DIR/petty (when
+	// short) or /tmp/petty-<uid> otherwise.
 	RunDir string
 	// Console, when set, receives a copy of the VMM's stdout and stderr (the
 	// guest's serial console) as it arrives. Its tail is always kept and
@@ -113,15 +117,22 @@ type Drive struct {
 
 // Network is a virtio-net device backed by an existing tap device.
 type Network struct {
-	// Tap is the name of an existing tap device on the host. Required.
+	// Tap is the name of an existing tap device in the network namespace
+	// of the thread that calls New and Start. Required.
 	Tap string
-	// MAC is the guest's MAC address (e.g. "06:00:ac:10:00:02"). Optional.
+	// MAC is the guest's MAC address: six colon-separated hex pairs, unicast
+	// (e.g. "06:00:ac:10:00:02"). Default: a random locally administered
+	// address, different for every Machine.
 	MAC string
 }
 
 // Vsock is a virtio-vsock device.
 type Vsock struct {
-	// CID is the guest's context ID, at least 3. Default: DefaultVsockCID.
+	// CID is the guest's context ID, at least 3 and below 2^32-1. Under
+	// Firecracker it is private to the VM; default DefaultVsockCID. Under
+	// QEMU (vhost-vsock) it is global to the host: 0, the default, makes
+	// Start allocate a free one, and an explicit CID that another VM holds
+	// fails Start with ErrCIDInUse.
 	CID uint32
 	// Path is the host-side unix socket of Firecracker's hybrid vsock.
 	// Default: a socket in the VM's run directory.

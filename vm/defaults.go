@@ -34,7 +34,9 @@ func (c Config) withDefaults() Config {
 			d.Drives[i].ID = "drive" + strconv.Itoa(i)
 		}
 	}
-	if d.Vsock != nil && d.Vsock.CID == 0 {
+	if d.Vsock != nil && d.Vsock.CID == 0 && d.VMM != QEMU {
+		// Firecracker's CID is private to its hybrid vsock; QEMU's CID 0
+		// means "allocate a free one at Start" (see vhostvsock.go).
 		d.Vsock.CID = DefaultVsockCID
 	}
 	if d.Accel == "" {

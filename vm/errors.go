@@ -23,6 +23,13 @@ var (
 	// ErrKilled is wrapped by Shutdown's error when the VMM did not stop by the
 	// deadline and had to be killed with SIGKILL (the VM is stopped all the same).
 	ErrKilled = errors.New("vmm killed after the shutdown deadline")
+	// ErrPathInUse is returned by Start when a path the VMM must create
+	// (a user-supplied Vsock.Path) already exists and this Machine did not
+	// create it: vm never removes a file it did not create.
+	ErrPathInUse = errors.New("already exists and was not created by this vm")
+	// ErrNoSuchDevice is wrapped by the *FieldError of a Network.Tap that
+	// names no network device.
+	ErrNoSuchDevice = errors.New("no such network device")
 )
 
 // FieldError reports one invalid field of a Config.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/firecracker"
+	"github.com/pettyvm/petty/internal/retry"
 	"github.com/pettyvm/petty/vsock"
 )
 
@@ -23,7 +25,9 @@ type firecrackerBackend struct {
 	log     *slog.Logger
 	apiSock string
 	vsock   string // the hybrid vsock UDS, "" without vsock
-	client  *firecracker.Client
+	// ownVsock is set when vsock lies in the run directory (the default).
+	ownVsock bool
+	client   *firecracker.Client
 }
 
 var _ backend = (*firecrackerBackend)(nil)
@@ -47,9 +51,14 @@ func (f *firecrackerBackend) command(b *boot) (*exec.Cmd, error) {
 	f.apiSock = filepath.Join(b.runDir, apiSocketName)
 	if b.cfg.Vsock != nil {
 		f.vsock = b.cfg.Vsock.Path
+		if filepath.Dir(f.vsock) == b.runDir {
+			f.ownVsock = true
+		}
 	}
 	// Firecracker refuses to start when its API socket exists and fails
-	// PUT /vsock when the vsock UDS exists; it never removes either.
+	// PUT /vsock when the vsock UDS exists; it never removes either. Only
+	// sockets in the private run directory are removed here: a
+	// user-supplied Vsock.Path is the Machine's (see ownedFile).
 	if err := f.removeSockets(); err != nil {
 		return nil, err
 	}
@@ -135,22 +144,21 @@ func (f *firecrackerBackend) configure(ctx context.Context, fc firecracker.Confi
 // its instance running (Firecracker answers API calls only once the boot from
 // the file is done, so the first answer normally says Running).
 func (f *firecrackerBackend) awaitRunning(ctx context.Context, exited <-chan struct{}) error {
-	for {
-		info, err := f.client.DescribeInstance(ctx)
-		if err != nil {
-			return err
-		}
-		if info.State == firecracker.InstanceStateRunning {
+	err := retry.Do(ctx, retry.Backoff{Min: 100 * time.Microsecond, Max: socketPollMax, Stop: exited},
+		func(ctx context.Context) error {
+			info, err := f.client.DescribeInstance(ctx)
+			if err != nil {
+				return retry.Permanent(err)
+			}
+			if info.State != firecracker.InstanceStateRunning {
+				return fmt.Errorf("instance is %q", info.State)
+			}
 			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return errors.New("VMM exited while booting from its config file")
-		case <-time.After(100 * time.Microsecond):
-		}
+		})
+	if errors.Is(err, retry.ErrStopped) {
+		return fmt.Errorf("VMM exited while booting from its config file: %w", err)
 	}
+	return err
 }
 
 func (f *firecrackerBackend) requestShutdown(ctx context.Context) error {
@@ -185,7 +193,11 @@ func (f *firecrackerBackend) release() {
 
 func (f *firecrackerBackend) removeSockets() error {
 	var errs []error
-	for _, p := range []string{f.apiSock, f.vsock} {
+	paths := []string{f.apiSock}
+	if f.ownVsock {
+		paths = append(paths, f.vsock)
+	}
+	for _, p := range paths {
 		if p != "" {
 			errs = append(errs, removeIfExists(p))
 		}

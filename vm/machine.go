@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/firecracker"
+	"github.com/pettyvm/petty/internal/privdir"
 	"github.com/pettyvm/petty/qemu"
 )
 
@@ -27,26 +28,29 @@ type Machine struct {
 	state State
 	be    backend  // the current boot's backend; nil before the first Start
 	proc  *process // the current boot's VMM; nil before the first Start
+	// dirMade is set once Start created runDir; Destroy removes it only then.
+	dirMade bool
+	// vsockFile is a user-supplied Vsock.Path (outside runDir): vm removes
+	// it only when it created it itself.
+	vsockFile *ownedFile
 }
 
-// New validates cfg, allocates an ID and a private 0700 run directory, and
-// returns a Machine in state Created. It starts nothing. cfg is not modified
-// and not retained: later changes to it do not affect the Machine.
+// New validates cfg, allocates an ID and returns a Machine in state Created.
+// It has no side effects: it starts nothing and creates nothing (the run
+// directory is made by the first Start). cfg is not modified and not
+// retained: later changes to it do not affect the Machine.
 func New(cfg Config) (*Machine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	c := cfg.withDefaults()
-	if err := os.MkdirAll(c.RunDir, 0o700); err != nil {
-		return nil, fmt.Errorf("vm: create run directory root: %w", err)
-	}
 	id := newID()
 	runDir := filepath.Join(c.RunDir, id)
-	if err := os.Mkdir(runDir, 0o700); err != nil {
-		return nil, fmt.Errorf("vm: create run directory: %w", err)
-	}
 	if c.Vsock != nil && c.Vsock.Path == "" {
-		c.Vsock.Path = filepath.Join(runDir, "vsock.sock")
+		c.Vsock.Path = filepath.Join(runDir, vsockSocketName)
+	}
+	if c.Network != nil && c.Network.MAC == "" {
+		c.Network.MAC = newMAC()
 	}
 	m := &Machine{
 		id:     id,
@@ -55,8 +59,49 @@ func New(cfg Config) (*Machine, error) {
 		log:    c.Logger.With("vm", id),
 		out:    newConsole(c.Console),
 	}
+	if v := c.Vsock; v != nil && filepath.Dir(v.Path) != runDir {
+		m.vsockFile = &ownedFile{path: v.Path, what: "Vsock.Path"}
+	}
 	m.log.Debug("created", "vmm", c.VMM, "run_dir", runDir)
 	return m, nil
+}
+
+// vsockSocketName is the default hybrid-vsock socket in the run directory.
+const vsockSocketName = "vsock.sock"
+
+// MakeRunDir creates the Machine's run directory now, as the first Start
+// would (see makeRunDir), for a caller that keeps files of its own there
+// (a console log) from before the boot. It is idempotent; Destroy removes
+// the directory.
+func (m *Machine) MakeRunDir() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == Destroyed {
+		return opError("make run dir", m.id, ErrDestroyed)
+	}
+	if err := m.makeRunDir(); err != nil {
+		return opError("make run dir", m.id, err)
+	}
+	return nil
+}
+
+// makeRunDir creates the Machine's run directory on its first boot: the run
+// root is created or verified with privdir (0700, ours, not a symlink), and
+// the per-VM directory is created exclusively (os.Mkdir, 0700), so that it is
+// never shared with anything else. Later boots verify it. The caller holds
+// m.mu.
+func (m *Machine) makeRunDir() error {
+	if m.dirMade {
+		return privdir.Check(m.runDir)
+	}
+	if err := privdir.Ensure(m.cfg.RunDir); err != nil {
+		return fmt.Errorf("run directory root: %w", err)
+	}
+	if err := os.Mkdir(m.runDir, 0o700); err != nil {
+		return fmt.Errorf("create run directory: %w", err)
+	}
+	m.dirMade = true
+	return nil
 }
 
 // Create is New followed by Start. When Start fails, the Machine is
@@ -76,7 +121,8 @@ func Create(ctx context.Context, cfg Config) (*Machine, error) {
 // ID returns the Machine's unique ID.
 func (m *Machine) ID() string { return m.id }
 
-// RunDir returns the Machine's private run directory.
+// RunDir returns the Machine's private run directory, <Config.RunDir>/<ID>.
+// It exists from the first Start until Destroy.
 func (m *Machine) RunDir() string { return m.runDir }
 
 // Config returns a deep copy of the Machine's configuration, with defaults
@@ -119,12 +165,21 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 		m.mu.Unlock()
 		return opError("start", m.id, ErrAlreadyRunning)
 	}
+	if err := m.makeRunDir(); err != nil {
+		m.mu.Unlock()
+		return opError("start", m.id, err)
+	}
+	if err := m.vsockFile.claim(); err != nil {
+		m.mu.Unlock()
+		return opError("start", m.id, err)
+	}
 	be := m.newBackend()
 	b := &boot{id: m.id, cfg: &m.cfg, runDir: m.runDir}
 	cmd, err := be.command(b)
 	if err != nil {
 		m.mu.Unlock()
 		be.release()
+		m.vsockFile.release()
 		return opError("start", m.id, err)
 	}
 	began := time.Now()
@@ -132,6 +187,7 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 	if err != nil {
 		m.mu.Unlock()
 		be.release()
+		m.vsockFile.release()
 		return opError("start", m.id, fmt.Errorf("spawn %s: %w", m.cfg.VMM, err))
 	}
 	b.exited = p.done
@@ -183,6 +239,7 @@ func isAPIError(err error) bool {
 // reaped runs once the VMM process p of backend be has been reaped.
 func (m *Machine) reaped(p *process, be backend) {
 	be.release()
+	m.vsockFile.release()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.proc == p && m.state != Destroyed {
@@ -317,8 +374,8 @@ func (m *Machine) transition(ctx context.Context, op string, from, to State, cal
 }
 
 // Destroy stops the VM if it runs (as Shutdown(ctx) does) and removes every
-// resource petty created for it: the run directory with its sockets and the
-// vsock socket. The Machine is unusable afterwards; Destroy is idempotent.
+// resource petty created for it: the run directory with its sockets, and
+// the vsock socket when vm created it. It removes nothing it did not create. The Machine is unusable afterwards; Destroy is idempotent.
 func (m *Machine) Destroy(ctx context.Context) error {
 	if m.State() == Destroyed {
 		return nil
@@ -336,10 +393,12 @@ func (m *Machine) Destroy(ctx context.Context) error {
 		stopErr = nil // stopped all the same; nothing is left behind
 	}
 	errs = append(errs, stopErr)
-	if v := m.cfg.Vsock; v != nil {
-		errs = append(errs, removeIfExists(v.Path))
+	m.mu.Lock()
+	dirMade := m.dirMade
+	m.mu.Unlock()
+	if dirMade {
+		errs = append(errs, os.RemoveAll(m.runDir))
 	}
-	errs = append(errs, os.RemoveAll(m.runDir))
 	if err := errors.Join(errs...); err != nil {
 		return opError("destroy", m.id, err)
 	}

@@ -156,9 +156,9 @@ func TestStartErrors(t *testing.T) {
 		timeout time.Duration
 		check   func(t *testing.T, err error)
 	}{
-		{"config rejected by the vmm", map[string]string{"PETTY_TEST_TAP": "nosuchtap0"}, 0, func(t *testing.T, err error) {
+		{"config rejected by the vmm", map[string]string{"PETTY_TEST_GONE_KERNEL": "1"}, 0, func(t *testing.T, err error) {
 			var ee *vm.ExitError
-			if !errors.As(err, &ee) || !strings.Contains(ee.Console, "nosuchtap0") {
+			if !errors.As(err, &ee) || !strings.Contains(ee.Console, "vmlinux") {
 				t.Errorf("err = %v, want an *ExitError with Firecracker's reason", err)
 			}
 		}},
@@ -185,12 +185,15 @@ func TestStartErrors(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			cfg := fakeConfig(t)
-			if tap := os.Getenv("PETTY_TEST_TAP"); tap != "" {
-				cfg.Network = &vm.Network{Tap: tap}
-			}
 			m, err := vm.New(cfg)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if os.Getenv("PETTY_TEST_GONE_KERNEL") != "" {
+				// Valid for New, gone by Start: the VMM rejects it.
+				if err := os.Remove(cfg.Kernel); err != nil {
+					t.Fatal(err)
+				}
 			}
 			ctx := t.Context()
 			if tt.timeout > 0 {

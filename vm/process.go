@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -24,21 +25,59 @@ type process struct {
 // spawn starts cmd in its own process group with its output going to out,
 // and reaps it in the background, calling onExit after reaping and before
 // done is closed.
+//
+// The VMM dies with petty, whatever kills petty (SIGKILL included): it is
+// started with PR_SET_PDEATHSIG=SIGKILL. Linux sends that signal when the
+// *thread* that forked the child exits, and Go retires idle threads, so the
+// VMM is started, waited for and reaped by one goroutine that holds its OS
+// thread locked (runtime.LockOSThread) for the VMM's whole life. The race of
+// a parent dying between fork and prctl is handled by syscall's
+// forkAndExecInChild: after PR_SET_PDEATHSIG it compares getppid with the pid
+// the parent had before the fork and, when they differ, sends itself the
+// signal at once.
+//
+// The locked thread is not necessarily the caller's: Go may clone it from a
+// template thread. When the caller's thread is in another network namespace
+// than the spawning thread (a caller that entered one with setns to give the
+// VMM a tap there), the spawning thread joins the caller's namespace first,
+// and exits with its goroutine afterwards instead of returning to Go's pool.
 func spawn(cmd *exec.Cmd, out *console, onExit func(*process)) (*process, error) {
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = vmmWaitDelay
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
+	netns, _ := os.Open("/proc/thread-self/ns/net") // the caller's; nil if unreadable
 	p := &process{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		tainted, err := joinNetns(netns)
+		if netns != nil {
+			_ = netns.Close()
+		}
+		if err == nil {
+			err = cmd.Start()
+		}
+		started <- err
+		if err != nil {
+			if !tainted {
+				runtime.UnlockOSThread()
+			}
+			return
+		}
 		p.waitErr = cmd.Wait()
 		p.state = cmd.ProcessState
 		onExit(p)
 		close(p.done)
+		if !tainted {
+			// The VMM has been reaped: the thread may go back to the pool.
+			runtime.UnlockOSThread()
+		}
+		// A tainted thread stays locked and ends with this goroutine.
 	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

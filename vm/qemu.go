@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	mdvsock "github.com/mdlayher/vsock"
 
 	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/retry"
 	"github.com/pettyvm/petty/qemu"
 )
 
@@ -35,6 +37,11 @@ type qemuBackend struct {
 	spec qemu.Spec
 	boot *boot
 
+	// vsockDev opens /dev/vhost-vsock; vsockFile holds the boot's guest
+	// CID (closed by release).
+	vsockDev  vhostVsockDev
+	vsockFile *os.File
+
 	mu       sync.Mutex
 	qmp      *qemu.QMP               // nil until start connected, and after release
 	released bool                    // release ran: a late QMP connection is closed at once
@@ -45,13 +52,33 @@ var _ backend = (*qemuBackend)(nil)
 
 // newQEMUBackend returns the QEMU backend.
 func newQEMUBackend(m *Machine) backend {
-	return &qemuBackend{log: m.log}
+	return &qemuBackend{log: m.log, vsockDev: hostVhostVsock{}}
 }
 
 func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
-	h := probeQEMUHost(b.cfg.Accel)
+	h := probeHost(b.cfg.Accel)
+	h.sandbox = qemu.SandboxSupported(b.cfg.QEMUBin)
 	q.boot = b
-	q.spec = qemuSpec(b.id, b.cfg, b.runDir, h)
+	cfg := b.cfg
+	if cfg.Vsock != nil && h.vhostVsock {
+		// vhost-vsock CIDs are global to the host: claim one that no other
+		// VM holds, and hand QEMU the descriptor that holds it.
+		f, cid, err := claimCID(q.vsockDev, cfg.Vsock.CID, randomCID)
+		if err != nil {
+			return nil, err
+		}
+		q.vsockFile = f
+		c, v := *cfg, *cfg.Vsock
+		v.CID, c.Vsock = cid, &v
+		cfg = &c
+	}
+	q.spec = qemuSpec(b.id, cfg, b.runDir, h)
+	if q.vsockFile != nil {
+		q.spec.VsockFD = 3 // ExtraFiles[0]
+	}
+	if !h.sandbox {
+		q.log.Debug("qemu: -sandbox not supported by this build; QEMU runs without its seccomp filter", "bin", b.cfg.QEMUBin)
+	}
 	if b.cfg.Accel == "auto" && q.spec.Accel == qemu.AccelTCG {
 		q.log.Debug("qemu: KVM not usable", "why", h.kvmWhy)
 	}
@@ -64,6 +91,9 @@ func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(b.cfg.QEMUBin, q.spec.Args()...)
 	cmd.Dir = b.runDir
+	if q.vsockFile != nil {
+		cmd.ExtraFiles = []*os.File{q.vsockFile}
+	}
 	return cmd, nil
 }
 
@@ -87,24 +117,20 @@ func (q *qemuBackend) start(ctx context.Context, b *boot) error {
 	}
 	// QEMU runs the guest as soon as it is initialised (no -S); the boot is
 	// acknowledged once QMP reports it running.
-	delay := time.Millisecond
-	for {
+	return retry.Do(ctx, socketBackoff(b.exited), func(ctx context.Context) error {
 		st, err := c.QueryStatus(ctx)
 		if err != nil {
-			return err
+			return retry.Permanent(err)
 		}
 		switch st.Status {
 		case "running":
 			return nil
 		case "prelaunch", "inmigrate", "restore-vm", "debug":
+			return fmt.Errorf("qemu: guest is %q", st.Status)
 		default:
-			return fmt.Errorf("qemu: guest is %q, not running", st.Status)
+			return retry.Permanent(fmt.Errorf("qemu: guest is %q, not running", st.Status))
 		}
-		if err := sleepCtx(ctx, delay, b.exited); err != nil {
-			return err
-		}
-		delay = min(2*delay, socketPollMax)
-	}
+	})
 }
 
 // requestShutdown asks the guest agent to power off and falls back to the
@@ -254,6 +280,9 @@ func (q *qemuBackend) release() {
 	if c != nil {
 		_ = c.Close()
 	}
+	if q.vsockFile != nil {
+		_ = q.vsockFile.Close() // frees the CID once QEMU's copy is gone too
+	}
 	_ = q.removeSockets()
 }
 
@@ -282,35 +311,15 @@ func (q *qemuBackend) removeSockets() error {
 // backoff from 1ms to qemuDialRetryMax. Once ctx ended, the error wraps ctx's
 // error and the last attempt's.
 func retryDial(ctx context.Context, exited <-chan struct{}, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {
-	delay := time.Millisecond
-	for {
-		conn, err := dial(ctx)
-		if err == nil {
-			return conn, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		}
-		if err := sleepCtx(ctx, delay, exited); err != nil {
-			return nil, err
-		}
-		delay = min(2*delay, qemuDialRetryMax)
+	var conn net.Conn
+	err := retry.Do(ctx, retry.Backoff{Min: time.Millisecond, Max: qemuDialRetryMax, Stop: exited},
+		func(ctx context.Context) error {
+			c, err := dial(ctx)
+			conn = c
+			return err
+		})
+	if err != nil {
+		return nil, err
 	}
-}
-
-// errVMMExited is returned by waits that the VMM's exit cut short.
-var errVMMExited = errors.New("vmm exited")
-
-// sleepCtx sleeps for d; it fails early when ctx ends or exited is closed.
-func sleepCtx(ctx context.Context, d time.Duration, exited <-chan struct{}) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-exited:
-		return errVMMExited
-	case <-t.C:
-		return nil
-	}
+	return conn, nil
 }

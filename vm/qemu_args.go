@@ -26,7 +26,11 @@ type qemuHost struct {
 	tscKHz     int    // host TSC frequency, 0 if unknown
 	vhostNet   bool   // /dev/vhost-net is usable
 	vhostVsock bool   // /dev/vhost-vsock is usable
+	sandbox    bool   // QEMU supports -sandbox qemu.SandboxOptions
 }
+
+// probeHost is probeQEMUHost; tests replace it.
+var probeHost = probeQEMUHost
 
 // probeQEMUHost probes the host. KVM is only probed when accel needs it.
 func probeQEMUHost(accel string) qemuHost {
@@ -70,6 +74,7 @@ func qemuSpec(id string, c *Config, runDir string, h qemuHost) qemu.Spec {
 		Kernel:    c.Kernel,
 		Initrd:    c.Initrd,
 		QMPSocket: filepath.Join(runDir, qmpSocketName),
+		Sandbox:   h.sandbox,
 	}
 	for _, d := range c.allDrives() {
 		s.Drives = append(s.Drives, qemu.Drive{ID: d.ID, Path: d.Path, ReadOnly: d.ReadOnly})

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -102,13 +103,19 @@ func TestQEMUNetwork(t *testing.T) {
 	cfg := qemuConfig(t)
 	ns := testNetns(t)
 	cfg.Network = &Network{Tap: netTap, MAC: netMAC}
-	m, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
+	var m *Machine
+	var newErr, startErr error
+	// The tap exists in ns only: New checks it there, and Start runs
+	// QEMU there.
+	inNetns(t, ns, func() {
+		if m, newErr = New(cfg); newErr == nil {
+			startErr = m.Start(t.Context())
+		}
+	})
+	if newErr != nil {
+		t.Fatal(newErr)
 	}
 	t.Cleanup(func() { destroyAndCheck(t, m) })
-	var startErr error
-	inNetns(t, ns, func() { startErr = m.Start(t.Context()) })
 	if startErr != nil {
 		t.Fatalf("Start in netns %s: %v", ns, startErr)
 	}
@@ -124,4 +131,36 @@ func TestQEMUNetwork(t *testing.T) {
 		t.Errorf("host ping of the guest: %v\n%s", err, out)
 	}
 	shutdown(t, m)
+}
+
+// TestValidateTap checks, in a network namespace the test creates, that a
+// Network.Tap naming an existing device passes validation and one naming
+// no device is refused, naming it (QEMU would create a temporary tap).
+func TestValidateTap(t *testing.T) {
+	ns := testNetns(t)
+	cfg := validConfig(t)
+	var existing, missing, outside error
+	inNetns(t, ns, func() {
+		c := cfg
+		c.Network = &Network{Tap: netTap}
+		existing = c.Validate()
+		c.Network = &Network{Tap: "nosuchtap7"}
+		missing = c.Validate()
+	})
+	c := cfg
+	c.Network = &Network{Tap: netTap}
+	outside = c.Validate() // the host's namespace has no such tap
+	if existing != nil {
+		t.Errorf("Validate with tap %s in its namespace = %v, want nil", netTap, existing)
+	}
+	for name, err := range map[string]error{"nosuchtap7": missing, netTap + " outside its namespace": outside} {
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "Network.Tap" || !errors.Is(err, ErrNoSuchDevice) {
+			t.Errorf("Validate with tap %s = %v, want a Network.Tap *FieldError wrapping ErrNoSuchDevice", name, err)
+			continue
+		}
+		if tap, _, _ := strings.Cut(name, " "); !strings.Contains(err.Error(), `"`+tap+`"`) {
+			t.Errorf("error does not name the device %q: %v", tap, err)
+		}
+	}
 }

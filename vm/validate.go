@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pettyvm/petty/internal/privdir"
 	"github.com/pettyvm/petty/qemu"
 )
 
@@ -173,16 +174,15 @@ func (v *validator) network(n *Network) {
 		v.add("Network.Tap", "required", nil)
 	} else if len(n.Tap) > unix.IFNAMSIZ-1 || strings.ContainsAny(n.Tap, "/ \t\n") {
 		v.add("Network.Tap", fmt.Sprintf("%q is not a valid interface name", n.Tap), nil)
+	} else if _, err := net.InterfaceByName(n.Tap); err != nil {
+		// QEMU would create a temporary tap of that name, attached to
+		// nothing; Firecracker fails later with a vaguer error.
+		v.add("Network.Tap", fmt.Sprintf("no network device %q in this network namespace "+
+			"(create it first: ip tuntap add dev %s mode tap user $USER)", n.Tap, n.Tap), ErrNoSuchDevice)
 	}
 	if n.MAC != "" {
-		hw, err := net.ParseMAC(n.MAC)
-		switch {
-		case err != nil:
-			v.add("Network.MAC", fmt.Sprintf("%q is not a MAC address", n.MAC), err)
-		case len(hw) != 6:
-			v.add("Network.MAC", fmt.Sprintf("%q is not a 48-bit MAC address", n.MAC), nil)
-		case hw[0]&1 == 1:
-			v.add("Network.MAC", fmt.Sprintf("%q is a multicast address", n.MAC), nil)
+		if err := checkMAC(n.MAC); err != nil {
+			v.add("Network.MAC", "not usable", err)
 		}
 	}
 }
@@ -191,7 +191,9 @@ func (v *validator) vsock(d *Config) {
 	if d.Vsock == nil {
 		return
 	}
-	if d.Vsock.CID < 3 || d.Vsock.CID == ^uint32(0) {
+	if d.VMM == QEMU && d.Vsock.CID == 0 {
+		// allocated at Start
+	} else if d.Vsock.CID < 3 || d.Vsock.CID == ^uint32(0) {
 		v.add("Vsock.CID", fmt.Sprintf("must be at least 3 and below 2^32-1, got %d", d.Vsock.CID), nil)
 	}
 	if p := d.Vsock.Path; p != "" {
@@ -205,6 +207,9 @@ func (v *validator) vsock(d *Config) {
 }
 
 func (v *validator) runDir(dir string) {
+	if err := privdir.Check(dir); errors.Is(err, privdir.ErrUnsafe) {
+		v.add("RunDir", "refusing an unsafe run directory root", err)
+	}
 	if l := len(dir) + 1 + idLen + 1 + len(longestSocketName); l > maxUnixPath {
 		v.add("RunDir", fmt.Sprintf("%q is too long: socket paths under it would be %d bytes (limit %d)", dir, l, maxUnixPath), nil)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 
 	"github.com/pettyvm/petty/vsock"
 )
@@ -29,7 +30,7 @@ func (m *Machine) DialVsock(ctx context.Context, port uint32) (net.Conn, error) 
 // ListenVsock listens for connections that the guest opens to host port
 // port through the VM's vsock device. Under Firecracker that is the unix
 // socket "<Vsock.Path>_<port>" (hybrid vsock); it may be created before
-// Start. Closing the listener removes the socket. QEMU (vhost-vsock or
+// Start (it then creates the run directory). Closing the listener removes the socket. QEMU (vhost-vsock or
 // virtio-serial) does not support it: the error wraps errors.ErrUnsupported.
 func (m *Machine) ListenVsock(port uint32) (net.Listener, error) {
 	switch {
@@ -37,9 +38,20 @@ func (m *Machine) ListenVsock(port uint32) (net.Listener, error) {
 		return nil, opError("listen vsock", m.id, ErrNoVsock)
 	case m.cfg.VMM != Firecracker:
 		return nil, opError("listen vsock", m.id, fmt.Errorf("%s: %w", m.cfg.VMM, errors.ErrUnsupported))
-	case m.State() == Destroyed:
+	}
+	m.mu.Lock()
+	if m.state == Destroyed {
+		m.mu.Unlock()
 		return nil, opError("listen vsock", m.id, ErrDestroyed)
 	}
+	if filepath.Dir(m.cfg.Vsock.Path) == m.runDir {
+		// Before the first Start, the socket's directory is made here.
+		if err := m.makeRunDir(); err != nil {
+			m.mu.Unlock()
+			return nil, opError("listen vsock", m.id, err)
+		}
+	}
+	m.mu.Unlock()
 	l, err := vsock.Listen(m.cfg.Vsock.Path, port)
 	if err != nil {
 		return nil, opError("listen vsock", m.id, err)

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/pettyvm/petty/internal/retry"
 )
 
 // maxAnswerLen bounds the answer line read during the handshake; a valid one,
@@ -50,29 +52,32 @@ func Dial(ctx context.Context, udsPath string, port uint32) (*Conn, error) {
 // gives up on any other error, or when ctx ends: then the error wraps ctx's
 // error and that of the last attempt.
 func DialRetry(ctx context.Context, udsPath string, port uint32) (*Conn, error) {
-	delay := minRetryDelay
-	var last error
-	for {
-		c, err := Dial(ctx, udsPath, port)
-		if err == nil {
-			return c, nil
+	var (
+		c         *Conn
+		last, cur error // the last error not caused by ctx, and the latest
+	)
+	err := retry.Do(ctx, retry.Backoff{Min: minRetryDelay, Max: maxRetryDelay}, func(ctx context.Context) error {
+		var err error
+		c, err = Dial(ctx, udsPath, port)
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			cur = err
+			return err
+		case !retryable(err):
+			return retry.Permanent(err)
 		}
-		if ctx.Err() != nil {
-			return nil, retryError(ctx, udsPath, port, last, err)
-		}
-		if !retryable(err) {
-			return nil, err
-		}
-		last = err
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, retryError(ctx, udsPath, port, last, err)
-		case <-t.C:
-		}
-		delay = min(2*delay, maxRetryDelay)
+		last, cur = err, err
+		return err
+	})
+	switch {
+	case err == nil:
+		return c, nil
+	case ctx.Err() != nil:
+		return nil, retryError(ctx, udsPath, port, last, cur)
 	}
+	return nil, err
 }
 
 // retryError is DialRetry's error once ctx ended: ctx's error and that of the

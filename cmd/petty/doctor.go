@@ -36,8 +36,11 @@ func (a *app) doctorCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			checks := doctorChecks(firecrackerBin)
 			printChecks(a.stdout, checks)
-			c := chooseVMM("auto", firecrackerBin)
-			fmt.Fprintf(a.stdout, "\n--vmm auto picks %s: %s.\n", describe(c.vmm, c.accel), c.reason)
+			s, err := vm.SelectVMM(vm.AutoVMM, firecrackerBin)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "\n--vmm auto picks %s: %s.\n", describe(s.VMM, s.Accel), s.Reason)
 			return nil
 		},
 	}
@@ -64,18 +67,17 @@ func printChecks(w io.Writer, checks []check) {
 func doctorChecks(firecrackerBin string) []check {
 	var cs []check
 
-	kvmOK, why := qemu.KVMUsable()
-	k := check{name: "KVM", ok: kvmOK, detail: "/dev/kvm is usable"}
-	if !kvmOK {
-		k.detail = why
+	sel, _ := vm.SelectVMM(vm.AutoVMM, firecrackerBin) // auto never fails
+	k := check{name: "KVM", ok: sel.KVM, detail: "/dev/kvm is usable"}
+	if !sel.KVM {
+		k.detail = sel.KVMWhy
 		k.fix = kvmFix()
 		k.optional = true // QEMU/TCG still works
 	}
 	cs = append(cs, k)
 
-	fc := check{name: "firecracker", optional: true,
-		fix: "download firecracker v1.16 from https://github.com/firecracker-microvm/firecracker/releases into $PATH, or set $" + vm.FirecrackerBinEnv + " (or --firecracker-bin)"}
-	if p := findFirecracker(firecrackerBin); p != "" {
+	fc := check{name: "firecracker", optional: true, fix: vm.FirecrackerFix}
+	if p := sel.FirecrackerBin; p != "" {
 		v, err := commandVersion(p, "--version")
 		fc.ok = err == nil
 		fc.detail = p + ": " + v
@@ -94,8 +96,14 @@ func doctorChecks(firecrackerBin string) []check {
 		q.detail = err.Error()
 	} else {
 		q.ok, q.detail = true, p+": "+v
+		sb := check{name: "qemu seccomp", optional: true, ok: qemu.SandboxSupported(p),
+			fix: "use a QEMU built with seccomp (Debian's qemu-system-x86 is)"}
+		sb.detail = onOff(sb.ok, "-sandbox "+qemu.SandboxOptions, p+" has no usable -sandbox: QEMU runs without its seccomp filter")
+		cs = append(cs, q, sb)
 	}
-	cs = append(cs, q)
+	if !q.ok {
+		cs = append(cs, q)
+	}
 
 	cs = append(cs,
 		check{name: "vhost-vsock", ok: qemu.VhostVsockAvailable(), optional: true,

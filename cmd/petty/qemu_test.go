@@ -142,7 +142,7 @@ func TestQEMURunUname(t *testing.T) {
 // cannot run, and that the guest command's exit code comes back.
 func TestQEMURunAuto(t *testing.T) {
 	h := newQEMUHarness(t)
-	if c := chooseVMM("auto", ""); c.vmm != vm.QEMU {
+	if c, _ := chooseVMM("auto", ""); c.vmm != vm.QEMU {
 		t.Skipf("--vmm auto picks %s on this host (%s)", c.vmm, c.reason)
 	}
 	res := h.run(nil, append(append([]string{"-v", "run", "--vmm", "auto"}, qemuFlags...), "--", "sh", "-c", "exit 5")...)

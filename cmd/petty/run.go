@@ -94,7 +94,10 @@ func (a *app) runOnce(ctx context.Context, f *vmFlags, args []string) (retErr er
 // prepare picks the VMM, resolves the guest image and builds the Config.
 func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (vm.Config, vmmChoice, error) {
 	log := a.logger()
-	choice := chooseVMM(f.vmm, f.firecrackerBin)
+	choice, err := chooseVMM(f.vmm, f.firecrackerBin) // fails fast, before any image work
+	if err != nil {
+		return vm.Config{}, choice, err
+	}
 	log.Debug("vmm chosen", "vmm", choice.vmm, "why", choice.reason)
 	img, err := f.resolveImage(ctx, choice.vmm, prog, log)
 	if err != nil {

@@ -176,7 +176,7 @@ func TestRunErrors(t *testing.T) {
 		{name: "missing kernel", args: []string{"run", "--vmm", "firecracker", "--firecracker-bin", h.fake, "--kernel", "/nonexistent/vmlinux", "--", "true"},
 			code: 1, stderr: []string{"Kernel", "/nonexistent/vmlinux"}},
 		{name: "missing firecracker", args: []string{"run", "--vmm", "firecracker", "--firecracker-bin", "/nonexistent/firecracker", "--kernel", h.kernel, "--", "true"},
-			code: 1, stderr: []string{"FirecrackerBin", "PETTY_FIRECRACKER_BIN"}},
+			code: 1, stderr: []string{"/nonexistent/firecracker", "PETTY_FIRECRACKER_BIN"}},
 		{name: "vmm crash", args: append(append([]string{"run"}, h.vmFlags()...), "--", "true"), env: "FAKEFC_CRASH_AT_START=1",
 			code: 1, stderr: []string{"InjectedCrash", "console tail"}},
 		{name: "no agent", args: append(append([]string{"run", "--boot-timeout", "1s"}, h.vmFlags()...), "--", "true"), env: "FAKEFC_GUEST_CMD=",

@@ -21,6 +21,7 @@ type vmFlags struct {
 	vcpus          int
 	memory         int
 	tap            string
+	mac            string
 	firecrackerBin string
 	bootTimeout    time.Duration
 	stopTimeout    time.Duration
@@ -35,6 +36,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.vcpus, "vcpus", vm.DefaultVCPUs, "number of vCPUs")
 	fs.IntVar(&f.memory, "memory", vm.DefaultMemoryMiB, "guest memory in MiB")
 	fs.StringVar(&f.tap, "tap", "", "attach a virtio-net device to this existing tap device")
+	fs.StringVar(&f.mac, "mac", "", "the guest's MAC address, xx:xx:xx:xx:xx:xx, unicast (default: a random locally administered one; needs --tap)")
 	fs.StringVar(&f.firecrackerBin, "firecracker-bin", "", "firecracker executable (default $"+vm.FirecrackerBinEnv+", then $PATH)")
 	fs.DurationVar(&f.bootTimeout, "boot-timeout", 60*time.Second, "how long to wait for the VM to boot and its agent to answer")
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "how long to wait for a graceful stop before killing the VMM")
@@ -49,6 +51,9 @@ func (f *vmFlags) check() error {
 	}
 	if f.kernel == "" && (f.initrd != "" || f.rootfs != "") {
 		return usagef("--initrd and --rootfs need --kernel (without --kernel petty uses its built-in guest image)")
+	}
+	if f.mac != "" && f.tap == "" {
+		return usagef("--mac needs --tap")
 	}
 	if f.bootTimeout <= 0 {
 		return usagef("--boot-timeout must be positive")
@@ -107,7 +112,7 @@ func (f *vmFlags) config(v vm.VMM, kernel, initrd, rootfs string) (vm.Config, er
 		cfg.Drives = append(cfg.Drives, d)
 	}
 	if f.tap != "" {
-		cfg.Network = &vm.Network{Tap: f.tap}
+		cfg.Network = &vm.Network{Tap: f.tap, MAC: f.mac}
 	}
 	if f.vcpus < 1 {
 		return vm.Config{}, usagef("--vcpus must be at least 1, got %d", f.vcpus)

@@ -1,59 +1,24 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-
-	"github.com/pettyvm/petty/qemu"
 	"github.com/pettyvm/petty/vm"
 )
 
-// findFirecracker returns the firecracker executable the way vm.Config does:
-// explicit, then $PETTY_FIRECRACKER_BIN, then $PATH. It returns "" when none
-// is found.
-func findFirecracker(explicit string) string {
-	for _, p := range []string{explicit, os.Getenv(vm.FirecrackerBinEnv)} {
-		if p != "" {
-			if path, err := exec.LookPath(p); err == nil {
-				return path
-			}
-			return ""
-		}
-	}
-	if p, err := exec.LookPath("firecracker"); err == nil {
-		return p
-	}
-	return ""
-}
-
-// vmmChoice is the VMM petty picked and why.
+// vmmChoice is the VMM petty picked and why (see vm.SelectVMM, the one
+// place the policy lives).
 type vmmChoice struct {
 	vmm    vm.VMM
 	accel  string // QEMU: "kvm" or "tcg"; "" for Firecracker
 	reason string
 }
 
-// chooseVMM resolves --vmm (auto, firecracker or qemu).
-func chooseVMM(flag, firecrackerBin string) vmmChoice {
-	kvmOK, kvmWhy := qemu.KVMUsable()
-	accel := "tcg"
-	if kvmOK {
-		accel = "kvm"
+// chooseVMM resolves --vmm (auto, firecracker or qemu) with vm.SelectVMM.
+// It fails at once when Firecracker is wanted, or picked, and no usable
+// binary is found: before any image or kernel work.
+func chooseVMM(flag, firecrackerBin string) (vmmChoice, error) {
+	s, err := vm.SelectVMM(vm.VMM(flag), firecrackerBin)
+	if err != nil {
+		return vmmChoice{}, err
 	}
-	switch vm.VMM(flag) {
-	case vm.Firecracker:
-		return vmmChoice{vmm: vm.Firecracker, reason: "--vmm firecracker"}
-	case vm.QEMU:
-		return vmmChoice{vmm: vm.QEMU, accel: accel, reason: "--vmm qemu"}
-	}
-	fc := findFirecracker(firecrackerBin)
-	switch {
-	case fc != "" && kvmOK:
-		return vmmChoice{vmm: vm.Firecracker, reason: "firecracker found at " + fc + " and KVM is usable"}
-	case fc == "":
-		return vmmChoice{vmm: vm.QEMU, accel: accel, reason: fmt.Sprintf("firecracker not found; QEMU with %s", accel)}
-	default:
-		return vmmChoice{vmm: vm.QEMU, accel: accel, reason: "KVM cannot boot Firecracker guests (" + kvmWhy + ")"}
-	}
+	return vmmChoice{vmm: s.VMM, accel: s.Accel, reason: s.Reason}, nil
 }

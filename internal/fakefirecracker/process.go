@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"syscall"
 )
@@ -66,20 +67,28 @@ func startGuest(cmd, guestDir string) error {
 		c.Env = append(c.Env, "FAKEFC_GUEST_DIR="+guestDir)
 	}
 	// Pdeathsig covers the fake being SIGKILLed: the shell (often exec'd into
-	// the guest command) dies with it.
+	// the guest command) dies with it. Linux sends it when the forking
+	// *thread* exits, so one goroutine locked to its thread starts the guest
+	// and waits for it; the thread lives until the fake exits.
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	proc.mu.Lock()
-	defer proc.mu.Unlock()
-	if err := c.Start(); err != nil {
-		return err
-	}
-	proc.guestPgid = c.Process.Pid
+	started := make(chan error, 1)
 	go func() {
-		err := c.Wait()
+		runtime.LockOSThread() // never unlocked: the fake exits below
+		proc.mu.Lock()
+		err := c.Start()
+		if err == nil {
+			proc.guestPgid = c.Process.Pid
+		}
+		proc.mu.Unlock()
+		started <- err
+		if err != nil {
+			return
+		}
+		err = c.Wait()
 		fmt.Fprintf(os.Stdout, "[    9.000000] fake guest: exited (%v); reboot: Restarting system\n", exitDesc(err))
 		exit(0)
 	}()
-	return nil
+	return <-started
 }
 
 func exitDesc(err error) string {
