@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pettyvm/petty/internal/testutil"
@@ -32,8 +33,8 @@ func TestDetachCycle(t *testing.T) {
 	}
 	r := h.readRecord("box")
 	defer reapOrphan(t, r.SupervisorPID)
-	if !testutil.Alive(r.PID) || !testutil.Alive(r.SupervisorPID) || r.VsockPath == "" || r.RunDir == "" {
-		t.Fatalf("record %+v: want a live VMM and supervisor with sockets", r)
+	if !testutil.Alive(r.PID) || !testutil.Alive(r.SupervisorPID) || r.RunDir != filepath.Join(h.runDir, r.ID) {
+		t.Fatalf("record %+v: want a live VMM and supervisor, and the run dir %s/ID", r, h.runDir)
 	}
 
 	// The name is taken.
@@ -83,7 +84,7 @@ func TestDetachRm(t *testing.T) {
 }
 
 // TestDetachExited kills a detached VM's VMM behind petty's back: ls shows
-// it once as exited and forgets it.
+// it as exited (and changes nothing) until rm removes it.
 func TestDetachExited(t *testing.T) {
 	h := newHarness(t)
 	res := h.run(nil, append([]string{"run", "--detach", "--name", "gone"}, h.vmFlags()...)...)
@@ -92,21 +93,24 @@ func TestDetachExited(t *testing.T) {
 	}
 	r := h.readRecord("gone")
 	defer reapOrphan(t, r.SupervisorPID)
-	p, err := openProc(r.PID, r.RunDir)
-	if err != nil || p == nil {
-		t.Fatalf("openProc(%d) = %v, %v", r.PID, p, err)
+	if !testutil.Alive(r.PID) {
+		t.Fatalf("VMM %d is not running", r.PID)
 	}
-	if err := p.kill(); err != nil {
+	if err := syscall.Kill(r.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.close()
 	reapOrphan(t, r.SupervisorPID) // it destroys the run dir and exits
-	res = h.run(nil, "ls")
-	if !regexpLine(res.stdout, "gone", "exited") {
-		t.Errorf("ls:\n%s", res.stdout)
+	for range 2 {
+		res = h.run(nil, "ls")
+		if !regexpLine(res.stdout, "gone", "firecracker", "-", "exited") {
+			t.Errorf("ls:\n%s", res.stdout)
+		}
+	}
+	if res := h.run(nil, "rm", "gone"); res.code != 0 {
+		t.Errorf("rm: code %d, stderr %q", res.code, res.stderr)
 	}
 	if res := h.run(nil, "ls"); strings.Contains(res.stdout, "gone") {
-		t.Errorf("second ls still lists it:\n%s", res.stdout)
+		t.Errorf("ls after rm still lists it:\n%s", res.stdout)
 	}
 }
 
