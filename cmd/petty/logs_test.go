@@ -121,3 +121,37 @@ func TestLogsFollowEndsWithVM(t *testing.T) {
 		t.Errorf("petty logs -f after stop: %v; stderr %q", err, fstderr)
 	}
 }
+
+// TestGuestBytesEscaped: terminal control sequences a guest prints reach
+// petty's stderr escaped, in -v console output and in an error's console
+// tail.
+func TestGuestBytesEscaped(t *testing.T) {
+	h := newHarness(t)
+	const evil = `printf '\033]0;pwned\007\033[2Jhello\n'`
+	tests := []struct {
+		name  string
+		args  []string
+		guest []string
+		code  int
+	}{
+		{"-v console", append(append([]string{"-v", "run"}, h.vmFlags()...), "--", "true"), h.withGuestPrefix(evil), 0},
+		{"error tail", append(append([]string{"run", "--boot-timeout", "2s"}, h.vmFlags()...), "--", "true"),
+			append(append([]string(nil), h.env...), "FAKEFC_GUEST_CMD="+evil), 1}, // the guest exits: the VMM's error carries the tail
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, stderr := h.command(nil, tt.args...)
+			c.Env = tt.guest
+			_ = c.Run()
+			if code := c.ProcessState.ExitCode(); code != tt.code {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, tt.code, stderr)
+			}
+			if strings.ContainsAny(stderr.String(), "\x1b\x07") {
+				t.Errorf("raw control bytes on stderr: %q", stderr)
+			}
+			if !strings.Contains(stderr.String(), `\x1b]0;pwned\x07\x1b[2Jhello`) {
+				t.Errorf("stderr lacks the escaped guest line: %q", stderr)
+			}
+		})
+	}
+}
