@@ -39,7 +39,7 @@ func (a *app) rmCommand() *cobra.Command {
 		Short: "Kill detached VMs and remove everything petty kept for them",
 		Long: `Kill each VM's VMM, then remove its run directory and record. For a corrupt
 record (see petty ls), remove that record file and nothing else.`,
-		Args:  minArgs(1, "the name of the VM to remove"),
+		Args: minArgs(1, "the name of the VM to remove"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.forEachVM(args, func(r *record) error { return a.stopVM(r, time.Second, false) })
 		},
