@@ -152,18 +152,30 @@ func readable(fd uintptr) bool {
 
 // Wait blocks until the process exits (a pidfd becomes readable then) or
 // ctx ends; it returns nil or ctx's error. No polling: the runtime's poller
-// waits on the pidfd.
+// waits on a duplicate of the pidfd (one per call, so that concurrent Waits
+// with different contexts do not share a deadline).
 func (p *Process) Wait(ctx context.Context) error {
 	rc, err := p.f.SyscallConn()
 	if err != nil {
 		return err
 	}
-	if err := p.f.SetReadDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("pidfd of %d: %w", p.pid, err)
+	dupFD := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) { dupFD, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = p.f.SetReadDeadline(time.Unix(1, 0)) })
+	if derr != nil {
+		return fmt.Errorf("pidfd of %d: %w", p.pid, derr)
+	}
+	f := os.NewFile(uintptr(dupFD), "pidfd:"+strconv.Itoa(p.pid)) // O_NONBLOCK is shared with the original
+	defer f.Close()
+	wrc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	err = rc.Read(func(fd uintptr) bool { return readable(fd) })
+	err = wrc.Read(func(fd uintptr) bool { return readable(fd) })
 	if err == nil {
 		return nil
 	}

@@ -96,3 +96,32 @@ func TestStartTimeSelf(t *testing.T) {
 		t.Fatalf("StartTime(self) = %d, %v", a, err)
 	}
 }
+
+// TestConcurrentWaits: a Wait whose ctx ends does not end another.
+func TestConcurrentWaits(t *testing.T) {
+	c := startSleep(t)
+	start, _ := StartTime(c.Process.Pid)
+	p, err := Open(c.Process.Pid, start)
+	if err != nil || p == nil {
+		t.Fatalf("Open = %v, %v", p, err)
+	}
+	defer p.Close()
+	long := make(chan error, 1)
+	go func() { long <- p.Wait(context.Background()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := p.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("short Wait = %v", err)
+	}
+	select {
+	case err := <-long:
+		t.Fatalf("the other Wait returned %v while the process runs", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := p.Kill(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-long; err != nil {
+		t.Errorf("long Wait = %v after the kill", err)
+	}
+}
