@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pettyvm/petty/internal/testutil"
 )
@@ -147,5 +148,48 @@ func (h *harness) stopAndCheckGone(t *testing.T, name string, r record) {
 	}
 	if _, err := os.Stat(r.RunDir); !os.IsNotExist(err) {
 		t.Errorf("run dir %s still there (%v)", r.RunDir, err)
+	}
+}
+
+// TestDetachRmWhileStarting removes a VM whose agent never answers while
+// its supervisor still boots it: the supervisor (found through the record,
+// verified by start time and command line) destroys it, and run --detach
+// fails.
+func TestDetachRmWhileStarting(t *testing.T) {
+	h := newHarness(t)
+	c, _, stderr := h.command(nil, append([]string{"run", "--detach", "--name", "slow", "--boot-timeout", "60s"}, h.vmFlags()...)...)
+	c.Env = append(append([]string(nil), h.env...), "FAKEFC_GUEST_CMD=exec sleep 120")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Wait()
+	// The supervisor records itself as soon as it runs.
+	var r record
+	for i := 0; ; i++ {
+		if data, err := os.ReadFile(filepath.Join(h.stateDir, "slow.json")); err == nil && json.Unmarshal(data, &r) == nil && r.SupervisorPID != 0 {
+			break
+		}
+		if i == 500 {
+			t.Fatal("the supervisor never recorded itself")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer reapOrphan(t, r.SupervisorPID)
+	if res := h.run(nil, "ls"); !regexpLine(res.stdout, "slow", "starting") {
+		t.Errorf("ls:\n%s", res.stdout)
+	}
+	if res := h.run(nil, "rm", "slow"); res.code != 0 {
+		t.Errorf("rm: code %d, stderr %q", res.code, res.stderr)
+	}
+	_ = c.Wait()
+	if code := c.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("run --detach: code %d, want 1; stderr %q", code, stderr)
+	}
+	reapOrphan(t, r.SupervisorPID)
+	if testutil.Alive(r.SupervisorPID) {
+		t.Errorf("supervisor %d alive after rm", r.SupervisorPID)
+	}
+	for _, pid := range procsNaming(t, h.runDir+"/") {
+		t.Errorf("left behind: pid %d names the run dir", pid)
 	}
 }
