@@ -20,32 +20,54 @@ const defaultConsoleLimit = 8 << 20
 // minConsoleLimit is the smallest --console-limit.
 const minConsoleLimit = 8 << 10
 
-// consoleLog is the console of a detached VM: an io.Writer over a file
-// opened after the writer was handed out (the log lives in the run
-// directory that vm.New creates), capped at limit bytes on disk by
-// rotation: when console.log would grow past limit/2 it becomes
-// console.log.1 (replacing the older one) and a new console.log starts.
-// Writes before open, and after a failed write, are dropped; Write never
-// fails, so that a full disk cannot stall the VMM.
+// consoleLog is the console of a detached VM: an io.Writer handed out
+// before its file can exist (the log lives in the VM's run directory, which
+// vm makes at the latest when it starts the VMM), created at the first Write
+// after open, or by ensure. It is capped at limit bytes on disk by rotation:
+// when console.log would grow past limit/2 it becomes console.log.1
+// (replacing the older one) and a new console.log starts. Writes before
+// open, and after a failed write, are dropped; Write never fails, so that a
+// full disk cannot stall the VMM.
 type consoleLog struct {
-	mu   sync.Mutex
-	path string
-	half int64
-	f    *os.File
-	size int64
+	mu     sync.Mutex
+	path   string
+	half   int64
+	f      *os.File
+	size   int64
+	broken bool // creating or writing failed: drop everything
 }
 
-func (l *consoleLog) open(path string, limit int64) error {
+// open sets the log's path and limit; the file is created later.
+func (l *consoleLog) open(path string, limit int64) {
 	if limit < minConsoleLimit {
 		limit = minConsoleLimit
 	}
-	f, err := createLog(path)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.path, l.half = path, limit/2
+}
+
+// ensure creates the log file now if it does not exist yet.
+func (l *consoleLog) ensure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.create()
+}
+
+// create creates the file unless it is open, broken, or has no path.
+func (l *consoleLog) create() error {
+	if l.f != nil || l.path == "" {
+		return nil
+	}
+	if l.broken {
+		return errors.New("console log: an earlier write failed")
+	}
+	f, err := createLog(l.path)
 	if err != nil {
+		l.broken = true
 		return err
 	}
-	l.mu.Lock()
-	l.path, l.half, l.f, l.size = path, limit/2, f, 0
-	l.mu.Unlock()
+	l.f, l.size = f, 0
 	return nil
 }
 
@@ -56,7 +78,7 @@ func createLog(path string) (*os.File, error) {
 func (l *consoleLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.create() != nil || l.f == nil {
 		return len(p), nil
 	}
 	data := p
@@ -79,10 +101,11 @@ func (l *consoleLog) Write(p []byte) (int, error) {
 
 // rotate moves the current log to .1 and starts a new one.
 func (l *consoleLog) rotate() error {
-	if err := l.f.Close(); err != nil {
+	err := l.f.Close()
+	l.f = nil
+	if err != nil {
 		return err
 	}
-	l.f = nil
 	if err := os.Rename(l.path, l.path+".1"); err != nil {
 		return err
 	}
@@ -95,6 +118,7 @@ func (l *consoleLog) rotate() error {
 }
 
 func (l *consoleLog) drop() {
+	l.broken = true
 	if l.f != nil {
 		l.f.Close()
 		l.f = nil

@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/pettyvm/petty/internal/retry"
 )
 
 // logsPollInterval bounds how long petty logs -f takes to notice new
@@ -59,18 +61,23 @@ func (a *app) logs(ctx context.Context, name string, follow bool) (retErr error)
 		out = e
 	}
 	path := filepath.Join(dir, consoleLogName)
+	f, err := openCurrentLog(ctx, path)
+	if err != nil {
+		return fmt.Errorf("VM %s: console log: %w", name, err)
+	}
+	defer func() { f.Close() }()
+	// The previous generation, unless a rotation since made it f.
 	if old, err := openLog(path + ".1"); err == nil {
-		_, err = io.Copy(out, old)
+		oldFI, err1 := old.Stat()
+		curFI, err2 := f.Stat()
+		if err1 == nil && err2 == nil && !os.SameFile(oldFI, curFI) {
+			_, err = io.Copy(out, old)
+		}
 		old.Close()
 		if err != nil {
 			return err
 		}
 	}
-	f, err := openLog(path)
-	if err != nil {
-		return fmt.Errorf("VM %s: console log: %w", name, err)
-	}
-	defer func() { f.Close() }()
 	if _, err := io.Copy(out, f); err != nil || !follow {
 		return err
 	}
@@ -119,6 +126,23 @@ func (a *app) logs(ctx context.Context, name string, follow bool) (retErr error)
 			return nil
 		}
 	}
+}
+
+// openCurrentLog opens console.log, waiting out the instant of a rotation
+// when it does not exist (renamed to console.log.1, not yet created again).
+func openCurrentLog(ctx context.Context, path string) (*os.File, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var f *os.File
+	err := retry.Do(ctx, retry.Backoff{Min: time.Millisecond, Max: 50 * time.Millisecond}, func(context.Context) error {
+		var err error
+		f, err = openLog(path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	return f, err
 }
 
 // openLog opens a console log for reading: a regular file of ours, never

@@ -46,6 +46,8 @@ func TestConsoleLogCapped(t *testing.T) {
 		}
 	}
 	if !found {
+		f.Process.Kill()
+		f.Wait()
 		t.Fatalf("petty logs -f ended without LAST-LINE; stderr %q", fstderr)
 	}
 	var total int64
@@ -112,6 +114,8 @@ func TestLogsFollowEndsWithVM(t *testing.T) {
 		}
 	}
 	if len(seen) < 5 {
+		f.Process.Kill()
+		f.Wait()
 		t.Fatalf("petty logs -f: %d tick lines; stderr %q", len(seen), fstderr)
 	}
 	h.stopAndCheckGone(t, "ticker", r)

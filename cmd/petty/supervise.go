@@ -134,11 +134,7 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 		defer cancel()
 		_ = m.Destroy(dctx)
 	}
-	if err := console.open(filepath.Join(m.RunDir(), consoleLogName), s.ConsoleLimit); err != nil {
-		destroy(time.Second)
-		_ = a.forget(r)
-		return err
-	}
+	console.open(filepath.Join(m.RunDir(), consoleLogName), s.ConsoleLimit)
 
 	bctx, cancel := context.WithTimeout(ctx, s.BootTimeout)
 	defer cancel()
@@ -149,6 +145,9 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 		if err == nil {
 			_ = c.Close()
 		}
+	}
+	if err == nil {
+		err = console.ensure() // petty logs finds it even if the guest is quiet
 	}
 	if err != nil {
 		tail := m.ConsoleTail()
