@@ -212,6 +212,9 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 		}
 		retErr = opError("start", m.id, retErr)
 	}()
+	if err := m.writeOwnerRecord(be, p); err != nil { // for Attach and Reclaim
+		return err
+	}
 	if err := be.start(ctx, b); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,37 +16,31 @@ import (
 	"time"
 )
 
-// Status lines the supervisor writes on its status pipe (fd 3).
+// Status lines the supervisor writes on its status pipe.
 const (
 	statusOK    = "ok "
 	statusError = "error "
 )
 
-// supervisorStatusFD is the supervisor's status pipe: ExtraFiles[0].
-const supervisorStatusFD = 3
-
-// runDetached is petty run --detach: it records the VM, hands it to a
+// runDetached is petty run --detach: it records the VM, hands its spec to a
 // supervisor process (petty __supervise) that creates it and stays with it,
 // and prints the VM's name once its agent answered.
 //
 // The VM needs a process that outlives this one: its VMM's output is a pipe
 // that someone must keep draining (a VMM writing to a closed pipe dies of
 // SIGPIPE), and someone must reap it. The supervisor runs in its own session,
-// writes the console to console.log in the VM's run directory, and destroys
-// the VM's run directory when the VMM exits.
-func (a *app) runDetached(ctx context.Context, f *vmFlags, name string) (retErr error) {
+// writes the console to console.log in the VM's run directory (capped at
+// consoleLimit bytes), and destroys the VM's run directory when the VMM exits.
+func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleLimit int64) (retErr error) {
 	if name == "" {
 		name = generateName()
 	} else if !namePattern.MatchString(name) {
 		return usagef("--name %q: use letters, digits, '.', '_' and '-' (at most 63, starting with a letter or digit)", name)
 	}
-	ctx, interrupted, stop := interruptible(ctx)
+	ctx, caught, stop := interruptible(ctx)
 	defer stop()
-	defer func() {
-		if interrupted() {
-			retErr = errInterrupted
-		}
-	}()
+	defer whenInterrupted(caught, &retErr)
+	a.reclaim()
 
 	prog := newProgress(a.stderr, a.verbose)
 	defer prog.done()
@@ -53,10 +48,7 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string) (retErr 
 	if err != nil {
 		return err
 	}
-	r := &record{
-		Name: name, State: stateStarting, VMM: cfg.VMM, Accel: choice.accel,
-		Created: time.Now().UTC(), Spec: specOf(cfg, f.bootTimeout, a.verbose),
-	}
+	r := &record{Name: name, State: stateStarting, VMM: cfg.VMM, Created: time.Now().UTC()}
 	if err := a.reserve(r); err != nil {
 		return err
 	}
@@ -66,8 +58,9 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string) (retErr 
 			_ = a.forget(r)
 		}
 	}()
-
-	c, status, err := a.spawnSupervisor(name)
+	cfg.Logger, cfg.Console = nil, nil // the supervisor sets its own
+	sp := spec{Name: name, Created: r.Created, Config: cfg, BootTimeout: f.bootTimeout, Verbose: a.verbose, ConsoleLimit: consoleLimit}
+	c, status, err := a.spawnSupervisor(name, &sp)
 	if err != nil {
 		return err
 	}
@@ -100,22 +93,23 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string) (retErr 
 		return nil
 	case strings.HasPrefix(res.line, statusError):
 		_ = c.Wait()
-		if interrupted() {
-			return errInterrupted
-		}
 		return errors.New(strings.TrimSpace(strings.ReplaceAll(strings.TrimPrefix(res.line, statusError), `\n`, "\n")))
 	}
 	_ = c.Wait()
 	_ = a.forget(r)
-	if interrupted() {
-		return errInterrupted
+	if caught() != 0 {
+		return nil // whenInterrupted reports it
 	}
 	return fmt.Errorf("the supervisor of VM %s exited without booting it (%v); try petty -v run --detach", name, c.ProcessState)
 }
 
-// spawnSupervisor starts "petty __supervise NAME" in its own session, and
-// returns it with the read end of its status pipe.
-func (a *app) spawnSupervisor(name string) (*exec.Cmd, *os.File, error) {
+// spawnSupervisor starts "petty __supervise NAME" in its own session, writes
+// sp to its spec pipe, and returns it with the read end of its status pipe.
+func (a *app) spawnSupervisor(name string, sp *spec) (*exec.Cmd, *os.File, error) {
+	data, err := json.Marshal(sp)
+	if err != nil {
+		return nil, nil, err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, nil, fmt.Errorf("locating the petty executable: %w", err)
@@ -125,24 +119,40 @@ func (a *app) spawnSupervisor(name string) (*exec.Cmd, *os.File, error) {
 		return nil, nil, err
 	}
 	defer devnull.Close()
-	pr, pw, err := os.Pipe()
+	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer pw.Close()
+	defer statusW.Close()
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		statusR.Close()
+		return nil, nil, err
+	}
+	defer specR.Close()
 	args := []string{superviseCmd, "--state-dir", a.stateDirPath()}
 	if a.runDir != "" {
 		args = append(args, "--run-dir", a.runDir)
 	}
 	c := exec.Command(exe, append(args, name)...)
 	c.Stdin, c.Stdout, c.Stderr = devnull, devnull, devnull
-	c.ExtraFiles = []*os.File{pw} // fd 3 = supervisorStatusFD
+	c.ExtraFiles = []*os.File{statusW, specR} // fds 3 and 4
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.Start(); err != nil {
-		pr.Close()
+		statusR.Close()
+		specW.Close()
 		return nil, nil, fmt.Errorf("starting the VM's supervisor: %w", err)
 	}
-	return c, pr, nil
+	// The spec is far smaller than a pipe's buffer; the supervisor reads
+	// it to EOF.
+	_, werr := specW.Write(data)
+	if err := errors.Join(werr, specW.Close()); err != nil {
+		_ = c.Process.Kill()
+		_ = c.Wait()
+		statusR.Close()
+		return nil, nil, fmt.Errorf("handing the spec to the VM's supervisor: %w", err)
+	}
+	return c, statusR, nil
 }
 
 // generateName returns a fresh VM name.

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pettyvm/petty/internal/testutil"
 )
@@ -32,8 +34,8 @@ func TestDetachCycle(t *testing.T) {
 	}
 	r := h.readRecord("box")
 	defer reapOrphan(t, r.SupervisorPID)
-	if !testutil.Alive(r.PID) || !testutil.Alive(r.SupervisorPID) || r.VsockPath == "" || r.RunDir == "" {
-		t.Fatalf("record %+v: want a live VMM and supervisor with sockets", r)
+	if !testutil.Alive(r.PID) || !testutil.Alive(r.SupervisorPID) || r.RunDir != filepath.Join(h.runDir, r.ID) {
+		t.Fatalf("record %+v: want a live VMM and supervisor, and the run dir %s/ID", r, h.runDir)
 	}
 
 	// The name is taken.
@@ -83,7 +85,7 @@ func TestDetachRm(t *testing.T) {
 }
 
 // TestDetachExited kills a detached VM's VMM behind petty's back: ls shows
-// it once as exited and forgets it.
+// it as exited (and changes nothing) until rm removes it.
 func TestDetachExited(t *testing.T) {
 	h := newHarness(t)
 	res := h.run(nil, append([]string{"run", "--detach", "--name", "gone"}, h.vmFlags()...)...)
@@ -92,21 +94,24 @@ func TestDetachExited(t *testing.T) {
 	}
 	r := h.readRecord("gone")
 	defer reapOrphan(t, r.SupervisorPID)
-	p, err := openProc(r.PID, r.RunDir)
-	if err != nil || p == nil {
-		t.Fatalf("openProc(%d) = %v, %v", r.PID, p, err)
+	if !testutil.Alive(r.PID) {
+		t.Fatalf("VMM %d is not running", r.PID)
 	}
-	if err := p.kill(); err != nil {
+	if err := syscall.Kill(r.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.close()
 	reapOrphan(t, r.SupervisorPID) // it destroys the run dir and exits
-	res = h.run(nil, "ls")
-	if !regexpLine(res.stdout, "gone", "exited") {
-		t.Errorf("ls:\n%s", res.stdout)
+	for range 2 {
+		res = h.run(nil, "ls")
+		if !regexpLine(res.stdout, "gone", "firecracker", "-", "exited") {
+			t.Errorf("ls:\n%s", res.stdout)
+		}
+	}
+	if res := h.run(nil, "rm", "gone"); res.code != 0 {
+		t.Errorf("rm: code %d, stderr %q", res.code, res.stderr)
 	}
 	if res := h.run(nil, "ls"); strings.Contains(res.stdout, "gone") {
-		t.Errorf("second ls still lists it:\n%s", res.stdout)
+		t.Errorf("ls after rm still lists it:\n%s", res.stdout)
 	}
 }
 
@@ -143,5 +148,48 @@ func (h *harness) stopAndCheckGone(t *testing.T, name string, r record) {
 	}
 	if _, err := os.Stat(r.RunDir); !os.IsNotExist(err) {
 		t.Errorf("run dir %s still there (%v)", r.RunDir, err)
+	}
+}
+
+// TestDetachRmWhileStarting removes a VM whose agent never answers while
+// its supervisor still boots it: the supervisor (found through the record,
+// verified by start time and command line) destroys it, and run --detach
+// fails.
+func TestDetachRmWhileStarting(t *testing.T) {
+	h := newHarness(t)
+	c, _, stderr := h.command(nil, append([]string{"run", "--detach", "--name", "slow", "--boot-timeout", "60s"}, h.vmFlags()...)...)
+	c.Env = append(append([]string(nil), h.env...), "FAKEFC_GUEST_CMD=exec sleep 120")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Wait()
+	// The supervisor records itself as soon as it runs.
+	var r record
+	for i := 0; ; i++ {
+		if data, err := os.ReadFile(filepath.Join(h.stateDir, "slow.json")); err == nil && json.Unmarshal(data, &r) == nil && r.SupervisorPID != 0 {
+			break
+		}
+		if i == 500 {
+			t.Fatal("the supervisor never recorded itself")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer reapOrphan(t, r.SupervisorPID)
+	if res := h.run(nil, "ls"); !regexpLine(res.stdout, "slow", "starting") {
+		t.Errorf("ls:\n%s", res.stdout)
+	}
+	if res := h.run(nil, "rm", "slow"); res.code != 0 {
+		t.Errorf("rm: code %d, stderr %q", res.code, res.stderr)
+	}
+	_ = c.Wait()
+	if code := c.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("run --detach: code %d, want 1; stderr %q", code, stderr)
+	}
+	reapOrphan(t, r.SupervisorPID)
+	if testutil.Alive(r.SupervisorPID) {
+		t.Errorf("supervisor %d alive after rm", r.SupervisorPID)
+	}
+	for _, pid := range procsNaming(t, h.runDir+"/") {
+		t.Errorf("left behind: pid %d names the run dir", pid)
 	}
 }

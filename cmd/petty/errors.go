@@ -1,15 +1,12 @@
 package main
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // Exit codes of petty itself; run and exec exit with the command's code.
 const (
-	exitFailure     = 1   // petty could not do what was asked
-	exitUsage       = 2   // bad command line
-	exitInterrupted = 130 // SIGINT or SIGTERM (128 + SIGINT)
+	exitFailure = 1 // petty could not do what was asked
+	exitUsage   = 2 // bad command line
+	// A signal that ended petty gives 128 + its number (interruptedError).
 )
 
 // usageError is a bad command line: petty prints it with a usage hint and
@@ -25,10 +22,7 @@ func usagef(format string, args ...any) error {
 }
 
 // exitCode asks petty to exit with code without printing anything more: the
-// guest command's status, or 130 after an interrupt.
+// guest command's status.
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-// errInterrupted reports that SIGINT or SIGTERM ended the command.
-var errInterrupted = errors.New("interrupted")

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pettyvm/petty/vm"
 )
 
 func (a *app) execCommand() *cobra.Command {
@@ -34,25 +36,30 @@ and stderr streamed, and exit with its exit code (128+N when signal N killed it)
 }
 
 func (a *app) exec(ctx context.Context, name string, args []string, timeout time.Duration) (retErr error) {
+	a.reclaim()
 	r, err := a.load(name)
 	if err != nil {
 		return err
 	}
-	if st := a.liveState(r); st != stateRunning {
-		return fmt.Errorf("VM %s is %s", name, st)
-	}
-	ctx, interrupted, stop := interruptible(ctx)
-	defer stop()
-	defer func() {
-		if interrupted() {
-			retErr = errInterrupted
-		}
-	}()
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	c, err := connectAgent(cctx, r)
-	cancel()
+	att, err := a.attach(r)
 	if err != nil {
 		return err
+	}
+	if att == nil || att.State() != vm.Running {
+		if att != nil {
+			att.Close()
+		}
+		return fmt.Errorf("VM %s is %s", name, a.liveState(r).state)
+	}
+	defer att.Close()
+	ctx, caught, stop := interruptible(ctx)
+	defer stop()
+	defer whenInterrupted(caught, &retErr)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	c, err := att.Agent(cctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connecting to the agent of VM %s: %w", name, err)
 	}
 	defer c.Close()
 	return a.runInGuest(ctx, c, args)

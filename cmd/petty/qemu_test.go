@@ -237,8 +237,8 @@ func TestQEMUDetachCycle(t *testing.T) {
 	}
 	r := h.readRecord("qbox")
 	defer reapOrphan(t, r.SupervisorPID)
-	if r.VMM != vm.QEMU || !testutil.Alive(r.PID) || !testutil.Alive(r.SupervisorPID) || r.AgentSocket == "" || r.RunDir == "" {
-		t.Fatalf("record %+v: want a live QEMU and supervisor with an agent socket", r)
+	if r.VMM != vm.QEMU || !testutil.Alive(r.PID) || !testutil.Alive(r.SupervisorPID) || r.RunDir != filepath.Join(h.runDir, r.ID) {
+		t.Fatalf("record %+v: want a live QEMU and supervisor, and the run dir %s/ID", r, h.runDir)
 	}
 	if got := qemuProcs(t, h.runDir); len(got) != 1 || got[0] != r.PID {
 		t.Errorf("qemu processes in %s: %v, want [%d]", h.runDir, got, r.PID)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -63,6 +64,7 @@ runs a command in it through the guest agent, and destroys it.`,
 	root.AddCommand(
 		a.runCommand(),
 		a.execCommand(),
+		a.logsCommand(),
 		a.lsCommand(),
 		a.stopCommand(),
 		a.rmCommand(),
@@ -91,11 +93,18 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	if errors.As(err, &code) {
 		return int(code)
 	}
+	var ie *interruptedError
+	if errors.As(err, &ie) {
+		fmt.Fprintf(a.stderr, "petty: %s\n", ie)
+		return ie.exitCode()
+	}
 	if errors.Is(err, errInterrupted) {
 		fmt.Fprintln(a.stderr, "petty: interrupted")
-		return exitInterrupted
+		return exitSignalBase + int(syscall.SIGINT)
 	}
-	msg := strings.TrimRight(err.Error(), "\n")
+	// Error texts may carry guest bytes (console tails): no terminal
+	// control sequences get through.
+	msg := escapeString(strings.TrimRight(err.Error(), "\n"))
 	var gse *guestStartError
 	if errors.As(err, &gse) {
 		fmt.Fprintf(a.stderr, "petty: %s\n", msg)

@@ -15,20 +15,23 @@ import (
 
 func (a *app) runCommand() *cobra.Command {
 	var (
-		f      vmFlags
-		detach bool
-		name   string
+		f            vmFlags
+		detach       bool
+		name         string
+		consoleLimit string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] [--] CMD [ARGS...]",
 		Short: "Boot a VM, run CMD in it, and destroy it",
 		Long: `Boot a microVM, run CMD in it through the guest agent with stdin, stdout and
 stderr streamed, destroy the VM, and exit with CMD's exit code (128+N when a
-signal N killed it). Ctrl-C destroys the VM and exits 130.
+signal N killed it). SIGINT (Ctrl-C), SIGTERM, SIGHUP and SIGQUIT destroy the
+VM, and petty exits with 128 + the signal's number (130, 143, 129, 131).
 
 Without --kernel, petty boots its default guest image (built once and cached;
 it needs petty-agent next to petty or in $PATH). With --detach, petty boots
-the VM, prints its name and leaves it running: see petty exec, ls, stop, rm.`,
+the VM, prints its name and leaves it running: see petty exec, logs, ls,
+stop, rm.`,
 		Example: `  petty run -- uname -a
   echo hello | petty run -- cat
   petty run --vmm qemu --memory 512 -- sh -c 'free -m'
@@ -41,10 +44,17 @@ the VM, prints its name and leaves it running: see petty exec, ls, stop, rm.`,
 				if len(args) > 0 {
 					return usagef("--detach takes no command: run one later with 'petty exec NAME -- CMD'")
 				}
-				return a.runDetached(cmd.Context(), &f, name)
+				limit, err := parseSize(consoleLimit)
+				if err != nil || limit < minConsoleLimit {
+					return usagef("--console-limit %q: want a size of at least 8KiB, e.g. 8MiB", consoleLimit)
+				}
+				return a.runDetached(cmd.Context(), &f, name, limit)
 			}
 			if name != "" {
 				return usagef("--name is only for --detach")
+			}
+			if cmd.Flags().Changed("console-limit") {
+				return usagef("--console-limit is only for --detach")
 			}
 			if len(args) == 0 {
 				return usagef("missing the command to run")
@@ -57,18 +67,16 @@ the VM, prints its name and leaves it running: see petty exec, ls, stop, rm.`,
 	f.register(fs)
 	fs.BoolVar(&detach, "detach", false, "boot the VM, print its name and leave it running")
 	fs.StringVar(&name, "name", "", "name of a detached VM (default: generated)")
+	fs.StringVar(&consoleLimit, "console-limit", "8MiB", "cap of a detached VM's console log on disk (rotated; see petty logs)")
 	return cmd
 }
 
 // runOnce is petty run without --detach.
 func (a *app) runOnce(ctx context.Context, f *vmFlags, args []string) (retErr error) {
-	ctx, interrupted, stop := interruptible(ctx)
+	ctx, caught, stop := interruptible(ctx)
 	defer stop()
-	defer func() {
-		if interrupted() {
-			retErr = errInterrupted
-		}
-	}()
+	defer whenInterrupted(caught, &retErr)
+	a.reclaim()
 
 	prog := newProgress(a.stderr, a.verbose)
 	defer prog.done()
@@ -116,7 +124,7 @@ func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (vm.Confi
 	cfg.RunDir = a.runDir
 	cfg.Logger = log
 	if a.verbose {
-		cfg.Console = a.stderr
+		cfg.Console = newEscaper(a.stderr) // guest bytes: no terminal controls
 	}
 	if err := cfg.Validate(); err != nil {
 		return vm.Config{}, choice, configError(err)

@@ -2,17 +2,23 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pettyvm/petty/internal/testutil"
 )
 
 func TestRunEcho(t *testing.T) {
@@ -123,39 +129,101 @@ func TestRunVerbose(t *testing.T) {
 	}
 }
 
-// TestRunInterrupt sends SIGINT while the command runs: petty destroys the
-// VM and exits 130.
-func TestRunInterrupt(t *testing.T) {
+// stopSignalTests are the signals that end a foreground petty run, with
+// the exit codes a shell would report.
+var stopSignalTests = []struct {
+	sig  syscall.Signal
+	code int
+}{
+	{syscall.SIGINT, 130},
+	{syscall.SIGTERM, 143},
+	{syscall.SIGHUP, 129},
+	{syscall.SIGQUIT, 131},
+}
+
+// startReady starts "petty argv..." whose guest command prints "ready" and
+// sleeps, and returns once the line arrived.
+func (h *harness) startReady(t *testing.T, argv []string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	c, _, stderr := h.command(nil, argv...)
+	c.Stdout = nil
+	out, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "ready\n" {
+		c.Process.Kill()
+		c.Wait()
+		t.Fatalf("first line %q, want ready; stderr:\n%s", line, stderr)
+	}
+	go io.Copy(io.Discard, out)
+	return c, stderr
+}
+
+// checkStoppedBy sends sig to the foreground petty run c and checks the
+// exit code, that no process naming the run root is left, and that the run
+// root is empty.
+func (h *harness) checkStoppedBy(t *testing.T, c *exec.Cmd, stderr *bytes.Buffer, sig syscall.Signal, code int) {
+	t.Helper()
+	vmms := procsNaming(t, h.runDir+"/")
+	if len(vmms) == 0 {
+		t.Fatalf("no VMM names %s", h.runDir)
+	}
+	began := time.Now()
+	c.Process.Signal(sig)
+	c.Wait()
+	if got := c.ProcessState.ExitCode(); got != code {
+		t.Errorf("exit code %d, want %d; stderr %q", got, code, stderr.String())
+	}
+	if d := time.Since(began); d > 30*time.Second {
+		t.Errorf("petty took %v to stop", d)
+	}
+	for _, pid := range vmms {
+		if testutil.Alive(pid) {
+			t.Errorf("VMM pid %d alive after %v", pid, sig)
+		}
+	}
+	if entries, _ := os.ReadDir(h.runDir); len(entries) != 0 {
+		t.Errorf("run dir %s not empty after %v: %v", h.runDir, sig, entries)
+	}
+}
+
+// TestRunSignals sends each stop signal while the command runs: petty
+// destroys the VM and exits 128 + the signal's number.
+func TestRunSignals(t *testing.T) {
 	h := newHarness(t)
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
-		t.Run(sig.String(), func(t *testing.T) {
-			c, _, stderr := h.command(nil, append(append([]string{"run"}, h.vmFlags()...), "--", "sh", "-c", "echo ready; exec sleep 60")...)
-			c.Stdout = nil
-			out, err := c.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
-			}
-			line, _ := bufio.NewReader(out).ReadString('\n')
-			if line != "ready\n" {
-				c.Process.Kill()
-				c.Wait()
-				t.Fatalf("first line %q, want ready", line)
-			}
-			began := time.Now()
-			c.Process.Signal(sig)
-			go io.Copy(io.Discard, out)
-			c.Wait()
-			if code := c.ProcessState.ExitCode(); code != 130 {
-				t.Errorf("exit code %d, want 130; stderr %q", code, stderr.String())
-			}
-			if d := time.Since(began); d > 15*time.Second {
-				t.Errorf("petty took %v to stop", d)
-			}
+	for _, tt := range stopSignalTests {
+		t.Run(tt.sig.String(), func(t *testing.T) {
+			c, stderr := h.startReady(t, append(append([]string{"run"}, h.vmFlags()...), "--", "sh", "-c", "echo ready; exec sleep 60"))
+			h.checkStoppedBy(t, c, stderr, tt.sig, tt.code)
 		})
 	}
+}
+
+// procsNaming returns the live processes, other than this one, whose
+// command line contains s.
+func procsNaming(t *testing.T, s string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(s)) && testutil.Alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func TestRunErrors(t *testing.T) {

@@ -20,7 +20,13 @@ of --timeout and SIGKILL at --timeout, then remove its run directory and record.
 			if timeout <= 0 {
 				return usagef("--timeout must be positive")
 			}
-			return a.forEachVM(args, func(r *record) error { return a.stopVM(r, timeout, true) })
+			return a.forEachVM(args, func(r *record) error {
+				if r.corrupt != nil {
+					_, err := a.attachable(r)
+					return err
+				}
+				return a.stopVM(r, timeout, true)
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for a graceful stop before killing the VMM")
@@ -31,7 +37,9 @@ func (a *app) rmCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME...",
 		Short: "Kill detached VMs and remove everything petty kept for them",
-		Args:  minArgs(1, "the name of the VM to remove"),
+		Long: `Kill each VM's VMM, then remove its run directory and record. For a corrupt
+record (see petty ls), remove that record file and nothing else.`,
+		Args: minArgs(1, "the name of the VM to remove"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.forEachVM(args, func(r *record) error { return a.stopVM(r, time.Second, false) })
 		},
@@ -40,6 +48,7 @@ func (a *app) rmCommand() *cobra.Command {
 
 // forEachVM calls fn for the record of each name, going on after failures.
 func (a *app) forEachVM(names []string, fn func(*record) error) error {
+	a.reclaim()
 	var errs []error
 	for _, name := range names {
 		r, err := a.load(name)

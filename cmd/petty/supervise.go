@@ -2,32 +2,46 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pettyvm/petty/internal/pidfd"
 	"github.com/pettyvm/petty/vm"
 )
 
 // superviseCmd is the hidden command that owns a detached VM.
 const superviseCmd = "__supervise"
 
-// Names in a detached VM's run directory that petty itself chooses (the
-// VMM's sockets are named by package vm: firecracker.sock, qmp.sock,
-// agent.sock).
+// The supervisor's inherited pipes: ExtraFiles[0] and [1].
 const (
-	consoleLogName  = "console.log"
-	fcAPISocketName = "firecracker.sock"
-	qmpSocketName   = "qmp.sock"
-	qemuAgentSocket = "agent.sock"
+	supervisorStatusFD = 3 // it writes "ok <id>" or "error <message>"
+	supervisorSpecFD   = 4 // it reads the spec (JSON) to EOF
 )
+
+// maxSpecSize bounds the spec read from the pipe.
+const maxSpecSize = 1 << 20
+
+// spec is what the supervisor needs to create a detached VM. It travels
+// over an inherited pipe from the petty run --detach that made it, never
+// through a file another process could write.
+type spec struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// Config has no Logger and no Console (the supervisor sets its own).
+	Config       vm.Config     `json:"config"`
+	BootTimeout  time.Duration `json:"boot_timeout"`
+	Verbose      bool          `json:"verbose,omitempty"`
+	ConsoleLimit int64         `json:"console_limit"`
+}
 
 func (a *app) superviseCommand() *cobra.Command {
 	return &cobra.Command{
@@ -37,18 +51,40 @@ func (a *app) superviseCommand() *cobra.Command {
 		Args:   exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			status := os.NewFile(supervisorStatusFD, "status")
-			if status == nil {
+			specR := os.NewFile(supervisorSpecFD, "spec")
+			if status == nil || specR == nil {
 				return usagef("%s is started by petty run --detach", superviseCmd)
 			}
-			return a.supervise(args[0], status)
+			return a.supervise(args[0], status, specR)
 		},
 	}
 }
 
-// supervise creates the VM recorded under name, reports on status
-// ("ok <id>" once its agent answered, or "error <message>"), then stays
-// until the VMM exits or a SIGTERM/SIGINT asks it to destroy the VM.
-func (a *app) supervise(name string, status io.WriteCloser) (retErr error) {
+// readSpec reads the spec of the VM name from r, to EOF.
+func readSpec(r io.ReadCloser, name string) (*spec, error) {
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, maxSpecSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the VM's spec: %w", err)
+	}
+	if len(data) > maxSpecSize {
+		return nil, errors.New("the VM's spec is too large")
+	}
+	var s spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("the VM's spec: %w", err)
+	}
+	if s.Name != name {
+		return nil, fmt.Errorf("the spec is for VM %q, not %q", s.Name, name)
+	}
+	return &s, nil
+}
+
+// supervise creates the VM described by the spec it reads from specR,
+// reports on status ("ok <id>" once its agent answered, or "error
+// <message>"), then stays until the VMM exits or a signal asks it to
+// destroy the VM.
+func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser) (retErr error) {
 	reported := false
 	report := func(line string) {
 		if !reported {
@@ -62,21 +98,30 @@ func (a *app) supervise(name string, status io.WriteCloser) (retErr error) {
 			report(statusError + strings.ReplaceAll(retErr.Error(), "\n", `\n`))
 		}
 	}()
-	r, err := a.load(name)
+	s, err := readSpec(specR, name)
 	if err != nil {
 		return err
 	}
-	ctx, interrupted, stop := interruptible(context.Background())
+	self, err := pidfd.StartTime(os.Getpid())
+	if err != nil {
+		return err
+	}
+	r := &record{
+		Name: name, State: stateStarting, VMM: s.Config.VMM, Created: s.Created,
+		SupervisorPID: os.Getpid(), SupervisorStart: self,
+	}
+	if err := a.save(r); err != nil {
+		return err
+	}
+	ctx, caught, stop := interruptible(context.Background())
 	defer stop()
 
-	console := &lazyFile{}
+	console := &consoleLog{}
 	defer console.close()
-	cfg := r.Spec.config()
-	if cfg.VMM == vm.QEMU {
-		cfg.Vsock = nil // the agent's channel is virtio-serial (see prepare)
-	}
+	cfg := s.Config
 	cfg.Console = console
-	if r.Spec.Verbose {
+	cfg.Logger = nil
+	if s.Verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	m, err := vm.New(cfg)
@@ -89,14 +134,9 @@ func (a *app) supervise(name string, status io.WriteCloser) (retErr error) {
 		defer cancel()
 		_ = m.Destroy(dctx)
 	}
-	logPath := filepath.Join(m.RunDir(), consoleLogName)
-	if err := console.open(logPath); err != nil {
-		destroy(time.Second)
-		_ = a.forget(r)
-		return err
-	}
+	console.open(filepath.Join(m.RunDir(), consoleLogName), s.ConsoleLimit)
 
-	bctx, cancel := context.WithTimeout(ctx, r.Spec.BootTimeout)
+	bctx, cancel := context.WithTimeout(ctx, s.BootTimeout)
 	defer cancel()
 	err = m.Start(bctx)
 	if err == nil {
@@ -106,24 +146,18 @@ func (a *app) supervise(name string, status io.WriteCloser) (retErr error) {
 			_ = c.Close()
 		}
 	}
+	if err == nil {
+		err = console.ensure() // petty logs finds it even if the guest is quiet
+	}
 	if err != nil {
 		tail := m.ConsoleTail()
 		_ = m.Kill()
 		destroy(time.Second)
 		_ = a.forget(r)
-		return bootError(ctx, err, r.Spec.BootTimeout, tail)
+		return bootError(ctx, err, s.BootTimeout, tail)
 	}
 
-	r.ID, r.State, r.PID, r.SupervisorPID = m.ID(), stateRunning, m.PID(), os.Getpid()
-	r.RunDir, r.ConsoleLog = m.RunDir(), logPath
-	switch cfg.VMM {
-	case vm.QEMU:
-		r.APISocket = filepath.Join(m.RunDir(), qmpSocketName)
-		r.AgentSocket = filepath.Join(m.RunDir(), qemuAgentSocket)
-	default:
-		r.APISocket = filepath.Join(m.RunDir(), fcAPISocketName)
-		r.VsockPath = m.Config().Vsock.Path
-	}
+	r.ID, r.State, r.PID, r.RunDir = m.ID(), stateRunning, m.PID(), m.RunDir()
 	if err := a.save(r); err != nil {
 		_ = m.Kill()
 		destroy(time.Second)
@@ -133,53 +167,13 @@ func (a *app) supervise(name string, status io.WriteCloser) (retErr error) {
 	report(statusOK + m.ID())
 
 	_ = m.Wait(ctx) // until the VMM exits, or a signal
-	if interrupted() {
+	if caught() != 0 {
 		destroy(vm.DefaultShutdownTimeout)
 		_ = a.forget(r)
 		return nil
 	}
 	// The VMM is gone: free its run directory. The record stays, so that
-	// petty ls reports the VM as exited (and then forgets it).
+	// petty ls reports the VM as exited until petty rm.
 	destroy(time.Second)
 	return nil
-}
-
-// lazyFile is an io.Writer for a file opened after the writer was handed
-// out (the console log lives in the run directory that vm.New creates).
-// Writes before open, and after a failed write, are dropped.
-type lazyFile struct {
-	mu sync.Mutex
-	f  *os.File
-}
-
-func (l *lazyFile) open(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	l.f = f
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *lazyFile) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f != nil {
-		if _, err := l.f.Write(p); err != nil {
-			l.f.Close()
-			l.f = nil
-		}
-	}
-	return len(p), nil
-}
-
-func (l *lazyFile) close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f != nil {
-		l.f.Close()
-		l.f = nil
-	}
 }
