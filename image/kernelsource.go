@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -67,7 +68,7 @@ type kernelBuildTool struct {
 const (
 	// sourceKernelFormat changes whenever the way a kernel is built from
 	// source changes, so older cached kernels are not reused.
-	sourceKernelFormat = "petty-kernel-source-v1"
+	sourceKernelFormat = "petty-kernel-source-v2"
 	// sourceKernelDirName is the directory under Options.CacheDir holding
 	// kernels built from source, one directory per key.
 	sourceKernelDirName = "kernel-source"
@@ -89,9 +90,15 @@ var ErrKernelConfig = errors.New("image: kernel config fragment did not apply")
 // with KernelSource.
 var ErrKernelSourceOptions = errors.New("image: KernelSource excludes KernelPath and ModulesDir")
 
+// ErrKernelNotCompiled is returned (wrapped) by Build with KernelSource
+// and NoCompile when the kernel is not in the cache yet.
+var ErrKernelNotCompiled = errors.New("image: the kernel from source is not compiled yet")
+
 // sourceKernel returns the vmlinux compiled from o's kernel source tarball,
-// building it into the cache unless an identical build is there: the key
-// is the tarball's content, the fragment and the toolchain's versions. It
+// building it into the cache unless an identical build is there (unless
+// o.NoCompile). The key is cheap to compute, so that a cache hit costs a
+// stat: the tarball's path, size and modification time, the fragment and
+// the build's format; the build tools are looked for only to compile. It
 // fills o.CacheDir's default. The cheap checks of the other inputs come
 // first, so that a missing agent or busybox is not reported only after a
 // long compile.
@@ -103,24 +110,28 @@ func sourceKernel(ctx context.Context, o *Options, progress func(string)) (strin
 	if tarball == "" {
 		tarball = defaultKernelSourceTarball
 	}
-	if err := checkKernelBuildHost(tarball); err != nil {
+	tarball, err := filepath.Abs(tarball)
+	if err != nil {
+		return "", fmt.Errorf("image: kernel source: %w", err)
+	}
+	fi, err := os.Stat(tarball)
+	if err != nil {
+		if herr := checkKernelBuildHost(tarball); herr != nil {
+			err = herr // names every missing package at once
+		} else {
+			err = fmt.Errorf("image: kernel source: %w", err)
+		}
+		if o.NoCompile {
+			return "", fmt.Errorf("%w: %w", ErrKernelNotCompiled, err)
+		}
 		return "", err
 	}
 	if o.CacheDir == "" {
-		var err error
 		if o.CacheDir, err = defaultCacheDir(); err != nil {
 			return "", err
 		}
 	}
-	tarSum, err := fileSum(tarball)
-	if err != nil {
-		return "", fmt.Errorf("image: kernel source: %w", err)
-	}
-	toolchain, err := toolchainVersion(ctx)
-	if err != nil {
-		return "", err
-	}
-	key := sourceKernelKey(tarSum, microvmFragment, toolchain)
+	key := sourceKernelKey(tarballID(tarball, fi), microvmFragment)
 	root := filepath.Join(o.CacheDir, sourceKernelDirName)
 	dir := filepath.Join(root, key)
 	vmlinux := filepath.Join(dir, vmlinuxName)
@@ -128,6 +139,12 @@ func sourceKernel(ctx context.Context, o *Options, progress func(string)) (strin
 		progress("kernel from source: cached")
 		o.Logger.Debug("image: source kernel cache hit", "dir", dir)
 		return vmlinux, nil
+	}
+	if o.NoCompile {
+		return "", fmt.Errorf("%w (from %s, into %s)", ErrKernelNotCompiled, tarball, root)
+	}
+	if err := checkKernelBuildHost(tarball); err != nil {
+		return "", err
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("image: cache dir: %w", err)
@@ -152,6 +169,13 @@ func sourceKernel(ctx context.Context, o *Options, progress func(string)) (strin
 	}
 	o.Logger.Debug("image: source kernel built", "dir", dir)
 	return vmlinux, nil
+}
+
+// tarballID identifies a kernel source tarball without reading it: its
+// absolute path, size and modification time (a Debian upgrade of
+// linux-source-6.1 replaces the file, changing them).
+func tarballID(path string, fi fs.FileInfo) string {
+	return fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())
 }
 
 // checkSourceKernelOptions fails for options that cannot go with
@@ -218,31 +242,14 @@ func checkKernelBuildHost(tarball string) error {
 	return &MissingError{What: strings.Join(what, " and "), Package: strings.Join(pkgs, " "), Err: cause}
 }
 
-// toolchainVersion returns the first line of `gcc --version`, `ld
-// --version` and `make --version`: what a compiled kernel depends on
-// besides its source and configuration.
-func toolchainVersion(ctx context.Context) (string, error) {
-	var lines []string
-	for _, tool := range []string{"gcc", "ld", "make"} {
-		out, err := exec.CommandContext(ctx, tool, "--version").Output()
-		if err != nil {
-			return "", fmt.Errorf("image: %s --version: %w", tool, err)
-		}
-		first, _, _ := strings.Cut(string(out), "\n")
-		lines = append(lines, strings.TrimSpace(first))
-	}
-	return strings.Join(lines, "\n"), nil
-}
-
-// sourceKernelKey is the hex SHA-256 naming a kernel built from a tarball
-// (its hex SHA-256) with fragment merged over tinyconfig by toolchain.
-func sourceKernelKey(tarballSum, fragment, toolchain string) string {
+// sourceKernelKey is the hex SHA-256 naming a kernel built from the
+// tarball tarballID identifies, with fragment merged over tinyconfig.
+func sourceKernelKey(tarballID, fragment string) string {
 	h := newKeyHash()
 	h.field("format", sourceKernelFormat)
 	h.field("arch", runtime.GOARCH)
-	h.field("tarball", tarballSum)
+	h.field("tarball", tarballID)
 	h.field("fragment", fragment)
-	h.field("toolchain", toolchain)
 	return h.sum()
 }
 
