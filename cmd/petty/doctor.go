@@ -34,7 +34,7 @@ func (a *app) doctorCommand() *cobra.Command {
 		Short: "Show what this host can run, and how to fix what is missing",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			checks := doctorChecks(firecrackerBin)
+			checks := defaultDoctorHost(firecrackerBin).checks()
 			printChecks(a.stdout, checks)
 			c := chooseVMM("auto", firecrackerBin)
 			fmt.Fprintf(a.stdout, "\n--vmm auto picks %s: %s.\n", describe(c.vmm, c.accel), c.reason)
@@ -61,11 +61,56 @@ func printChecks(w io.Writer, checks []check) {
 	}
 }
 
-func doctorChecks(firecrackerBin string) []check {
+// Fixes petty doctor gives for a missing part.
+const (
+	firecrackerFix = "download firecracker v1.16 from https://github.com/firecracker-microvm/firecracker/releases into $PATH, or set $" + vm.FirecrackerBinEnv + " (or --firecracker-bin)"
+	qemuFix        = "apt-get install qemu-system-x86"
+	vhostVsockFix  = "modprobe vhost_vsock"
+	tunFix         = "modprobe tun"
+	busyboxFix     = "apt-get install busybox-static"
+	kernelFix      = "apt-get install linux-image-cloud-amd64 (or pass --kernel)"
+	cacheFix       = "petty image build (petty run builds it on first use)"
+)
+
+// Names of petty doctor's checks.
+const (
+	checkKVM         = "KVM"
+	checkFirecracker = "firecracker"
+	checkQEMU        = "qemu"
+	checkVhostVsock  = "vhost-vsock"
+	checkTun         = "tun"
+	checkBusybox     = "busybox-static"
+	checkKernel      = "guest kernel"
+	checkAgent       = agentBinary
+	checkCache       = "image cache"
+)
+
+// doctorHost is where petty doctor looks; tests point it elsewhere.
+// Executables (firecracker, qemu, petty-agent) are looked for as a run
+// does: $PATH and the environment.
+type doctorHost struct {
+	firecrackerBin string // --firecracker-bin
+	busybox        string // the default image's busybox
+	kernelGlob     string // the default image's kernels
+	tun            string // /dev/net/tun
+}
+
+// defaultDoctorHost is the host as a run sees it.
+func defaultDoctorHost(firecrackerBin string) doctorHost {
+	return doctorHost{
+		firecrackerBin: firecrackerBin,
+		busybox:        "/bin/busybox",
+		kernelGlob:     "/boot/vmlinuz-*-cloud-amd64",
+		tun:            "/dev/net/tun",
+	}
+}
+
+// checks diagnoses h, one check per part, in a fixed order.
+func (h doctorHost) checks() []check {
 	var cs []check
 
 	kvmOK, why := qemu.KVMUsable()
-	k := check{name: "KVM", ok: kvmOK, detail: "/dev/kvm is usable"}
+	k := check{name: checkKVM, ok: kvmOK, detail: "/dev/kvm is usable"}
 	if !kvmOK {
 		k.detail = why
 		k.fix = kvmFix()
@@ -73,9 +118,8 @@ func doctorChecks(firecrackerBin string) []check {
 	}
 	cs = append(cs, k)
 
-	fc := check{name: "firecracker", optional: true,
-		fix: "download firecracker v1.16 from https://github.com/firecracker-microvm/firecracker/releases into $PATH, or set $" + vm.FirecrackerBinEnv + " (or --firecracker-bin)"}
-	if p := findFirecracker(firecrackerBin); p != "" {
+	fc := check{name: checkFirecracker, optional: true, fix: firecrackerFix}
+	if p := findFirecracker(h.firecrackerBin); p != "" {
 		v, err := commandVersion(p, "--version")
 		fc.ok = err == nil
 		fc.detail = p + ": " + v
@@ -87,7 +131,7 @@ func doctorChecks(firecrackerBin string) []check {
 	}
 	cs = append(cs, fc)
 
-	q := check{name: "qemu", fix: "apt-get install qemu-system-x86"}
+	q := check{name: checkQEMU, fix: qemuFix}
 	if p, err := qemu.FindBinary(); err != nil {
 		q.detail = qemu.BinaryName + " not found"
 	} else if v, err := qemu.Version(p); err != nil {
@@ -98,12 +142,12 @@ func doctorChecks(firecrackerBin string) []check {
 	cs = append(cs, q)
 
 	cs = append(cs,
-		check{name: "vhost-vsock", ok: qemu.VhostVsockAvailable(), optional: true,
+		check{name: checkVhostVsock, ok: qemu.VhostVsockAvailable(), optional: true,
 			detail: onOff(qemu.VhostVsockAvailable(), "/dev/vhost-vsock is usable", "/dev/vhost-vsock is not usable (petty's QEMU VMs use virtio-serial instead)"),
-			fix:    "modprobe vhost_vsock"},
-		charDevCheck("tun", "/dev/net/tun", "needed only for --tap", "modprobe tun"),
-		busyboxCheck("/bin/busybox"),
-		kernelCheck(),
+			fix:    vhostVsockFix},
+		charDevCheck(checkTun, h.tun, "needed only for --tap", tunFix),
+		busyboxCheck(h.busybox),
+		kernelCheck(h.kernelGlob),
 		agentCheck(),
 		cacheCheck(),
 	)
@@ -143,7 +187,7 @@ func charDevCheck(name, path, why, fix string) check {
 }
 
 func busyboxCheck(path string) check {
-	c := check{name: "busybox-static", fix: "apt-get install busybox-static"}
+	c := check{name: checkBusybox, fix: busyboxFix}
 	f, err := elf.Open(path)
 	if err != nil {
 		c.detail = fmt.Sprintf("%s: %v (the default guest image needs it)", path, err)
@@ -160,11 +204,11 @@ func busyboxCheck(path string) check {
 	return c
 }
 
-func kernelCheck() check {
-	c := check{name: "guest kernel", fix: "apt-get install linux-image-cloud-amd64 (or pass --kernel)"}
-	m, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
+func kernelCheck(glob string) check {
+	c := check{name: checkKernel, fix: kernelFix}
+	m, _ := filepath.Glob(glob)
 	if len(m) == 0 {
-		c.detail = "no /boot/vmlinuz-*-cloud-amd64 for the default guest image"
+		c.detail = "no " + glob + " for the default guest image"
 		return c
 	}
 	c.ok, c.detail = true, m[len(m)-1]
@@ -172,7 +216,7 @@ func kernelCheck() check {
 }
 
 func agentCheck() check {
-	c := check{name: agentBinary}
+	c := check{name: checkAgent}
 	p, err := findAgent()
 	if err != nil {
 		c.detail = "not found next to petty nor in $PATH (the default guest image needs it)"
@@ -188,7 +232,7 @@ func agentCheck() check {
 }
 
 func cacheCheck() check {
-	c := check{name: "image cache", optional: true}
+	c := check{name: checkCache, optional: true}
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		c.detail = "no cache directory: " + err.Error()
@@ -205,7 +249,7 @@ func cacheCheck() check {
 	}
 	c.ok = n > 0
 	c.detail = fmt.Sprintf("%s: %d image(s)", dir, n)
-	c.fix = "petty image build (petty run builds it on first use)"
+	c.fix = cacheFix
 	return c
 }
 
