@@ -17,6 +17,10 @@ import (
 // "OK 4294967295", is 13 bytes.
 const maxAnswerLen = 64
 
+// testHookRetry, when not nil, is called with each failed attempt that
+// DialRetry is about to retry. Only tests set it.
+var testHookRetry func(error)
+
 // Backoff of DialRetry.
 const (
 	minRetryDelay = 2 * time.Millisecond
@@ -64,6 +68,9 @@ func DialRetry(ctx context.Context, udsPath string, port uint32) (*Conn, error) 
 			return nil, err
 		}
 		last = err
+		if testHookRetry != nil {
+			testHookRetry(err)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
