@@ -14,10 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bounds of stopEverything's waits for the other processes to end.
+// Bounds of stopEverything's waits for the other processes to end: short,
+// as the host escalates a shutdown that takes long (vm.Machine.Shutdown
+// sends the VMM SIGTERM at 3/4 of its deadline).
 const (
-	termGrace = time.Second
-	killGrace = time.Second
+	termGrace = 500 * time.Millisecond
+	killGrace = 500 * time.Millisecond
 	procPoll  = 10 * time.Millisecond
 )
 

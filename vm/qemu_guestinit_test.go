@@ -73,10 +73,12 @@ func checkExt4Clean(t *testing.T, path, file, want string) {
 func TestQEMUPowerOffLeavesDrivesClean(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
+		daemon   string // holds the drive
 		powerOff func(t *testing.T, m *Machine, c *agent.Client)
 	}{
-		{"agent Shutdown", func(t *testing.T, m *Machine, c *agent.Client) { shutdown(t, m) }},
-		{"ctrl-alt-del", func(t *testing.T, m *Machine, c *agent.Client) {
+		// This daemon ignores SIGTERM: the agent must SIGKILL it.
+		{"agent Shutdown", "trap '' TERM; exec sleep 1000 >> /data/held", func(t *testing.T, m *Machine, c *agent.Client) { shutdown(t, m) }},
+		{"ctrl-alt-del", "exec sleep 1000 >> /data/held", func(t *testing.T, m *Machine, c *agent.Client) {
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			// The call may lose its connection as the agent stops.
@@ -96,7 +98,7 @@ func TestQEMUPowerOffLeavesDrivesClean(t *testing.T) {
 			run(t, c, "sh", "-c", "mkdir -p /data && mount -t ext4 /dev/vda /data && mkdir /data/d && echo '"+strings.TrimSpace(want)+"' > /data/d/f"+
 				// A daemon in its own session that keeps a file open for
 				// writing and its working directory on the drive.
-				" && cd /data && busybox setsid sh -c 'exec sleep 1000 >> /data/held' </dev/null >/dev/null 2>&1 &")
+				" && cd /data && busybox setsid sh -c \""+tt.daemon+"\" </dev/null >/dev/null 2>&1 &")
 			if got := run(t, c, "sh", "-c", "for i in $(busybox seq 100); do ps | grep -q '[s]leep 1000' && break; busybox usleep 50000; done; grep -c ' /data ' /proc/mounts; ps | grep -c '[s]leep 1000'"); got != "1\n1\n" {
 				t.Fatalf("before power-off: mounts of /data and sleepers = %q, want 1 and 1", got)
 			}
