@@ -151,8 +151,15 @@ func unmountPlan(ms []mountEntry) []unmountStep {
 // every other process (SIGTERM, then SIGKILL), unmounts every file system
 // in unmountPlan's order (a busy one is remounted read-only and detached),
 // remounts the root read-only and syncs. Only the guest's init may call it
-// (guestInit.powerOff, after its guards).
+// (guestInit.powerOff, after its guards); it checks again, as a read-only
+// remount changes the file system itself, in every mount namespace: on a
+// host, outside a guest, it only syncs.
 func releaseFilesystems(log *slog.Logger) {
+	if _, ok := inInitialPIDNamespace(); !ok || os.Getpid() != 1 {
+		log.Error("power-off: not the guest's init, not unmounting anything")
+		unix.Sync()
+		return
+	}
 	stopEverything(log)
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {

@@ -1,6 +1,12 @@
 package agent
 
 import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -105,5 +111,38 @@ func TestStatHoldsFiles(t *testing.T) {
 				t.Errorf("statHoldsFiles(%q) = %v, want %v", tt.stat, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestReleaseFilesystemsRefusesOutsideGuest calls releaseFilesystems in
+// the test process, which is not PID 1: it must touch nothing (no signal,
+// no unmount, no read-only remount of the host's file systems).
+func TestReleaseFilesystemsRefusesOutsideGuest(t *testing.T) {
+	if os.Getpid() == 1 {
+		t.Skip("the test process is PID 1")
+	}
+	before, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Skipf("no /proc/self/mountinfo: %v", err)
+	}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	var logs bytes.Buffer
+	releaseFilesystems(slog.New(slog.NewTextHandler(&logs, nil)))
+	after, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(before), string(after)); diff != "" {
+		t.Errorf("mounts changed (-before +after):\n%s", diff)
+	}
+	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("a process of the host was signalled: %v", err)
+	}
+	if !strings.Contains(logs.String(), "not the guest's init") {
+		t.Errorf("no refusal logged: %q", logs.String())
 	}
 }
