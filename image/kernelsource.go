@@ -91,8 +91,28 @@ var ErrKernelConfig = errors.New("image: kernel config fragment did not apply")
 var ErrKernelSourceOptions = errors.New("image: KernelSource excludes KernelPath and ModulesDir")
 
 // ErrKernelNotCompiled is returned (wrapped) by Build with KernelSource
-// and NoCompile when the kernel is not in the cache yet.
+// and NoCompile, and by CachedSourceKernel, when the kernel is not in the
+// cache yet; when its source is there, the error is a
+// *KernelNotCompiledError.
 var ErrKernelNotCompiled = errors.New("image: the kernel from source is not compiled yet")
+
+// KernelNotCompiledError reports that the kernel compiled from Tarball is
+// not in the cache, where it would be Vmlinux. It matches
+// ErrKernelNotCompiled with errors.Is.
+type KernelNotCompiledError struct {
+	// Tarball is the kernel source tarball, absolute.
+	Tarball string
+	// Vmlinux is where the compiled kernel would be in the cache.
+	Vmlinux string
+}
+
+// Error says which kernel is missing and where it would be.
+func (e *KernelNotCompiledError) Error() string {
+	return fmt.Sprintf("%v (from %s, into %s)", ErrKernelNotCompiled, e.Tarball, e.Vmlinux)
+}
+
+// Is reports whether target is ErrKernelNotCompiled.
+func (e *KernelNotCompiledError) Is(target error) bool { return target == ErrKernelNotCompiled }
 
 // sourceKernel returns the vmlinux compiled from o's kernel source tarball,
 // building it into the cache unless an identical build is there (unless
@@ -106,42 +126,18 @@ func sourceKernel(ctx context.Context, o *Options, progress func(string)) (strin
 	if err := checkSourceKernelOptions(o); err != nil {
 		return "", err
 	}
-	tarball := o.KernelSourceTarball
-	if tarball == "" {
-		tarball = defaultKernelSourceTarball
-	}
-	tarball, err := filepath.Abs(tarball)
+	e, err := findSourceKernel(o)
 	if err != nil {
-		return "", fmt.Errorf("image: kernel source: %w", err)
-	}
-	fi, err := os.Stat(tarball)
-	if err != nil {
-		if herr := checkKernelBuildHost(tarball); herr != nil {
-			err = herr // names every missing package at once
-		} else {
-			err = fmt.Errorf("image: kernel source: %w", err)
-		}
-		if o.NoCompile {
-			return "", fmt.Errorf("%w: %w", ErrKernelNotCompiled, err)
-		}
 		return "", err
 	}
-	if o.CacheDir == "" {
-		if o.CacheDir, err = defaultCacheDir(); err != nil {
-			return "", err
-		}
-	}
-	key := sourceKernelKey(tarballID(tarball, fi), microvmFragment)
-	root := filepath.Join(o.CacheDir, sourceKernelDirName)
-	dir := filepath.Join(root, key)
-	vmlinux := filepath.Join(dir, vmlinuxName)
-	if fi, err := os.Stat(vmlinux); err == nil && fi.Mode().IsRegular() {
+	tarball, root, dir, vmlinux, key := e.tarball, e.root, e.dir, e.vmlinux, e.key
+	if e.cached {
 		progress("kernel from source: cached")
 		o.Logger.Debug("image: source kernel cache hit", "dir", dir)
 		return vmlinux, nil
 	}
 	if o.NoCompile {
-		return "", fmt.Errorf("%w (from %s, into %s)", ErrKernelNotCompiled, tarball, root)
+		return "", &KernelNotCompiledError{Tarball: tarball, Vmlinux: vmlinux}
 	}
 	if err := checkKernelBuildHost(tarball); err != nil {
 		return "", err
@@ -169,6 +165,76 @@ func sourceKernel(ctx context.Context, o *Options, progress func(string)) (strin
 	}
 	o.Logger.Debug("image: source kernel built", "dir", dir)
 	return vmlinux, nil
+}
+
+// sourceKernelEntry is where the kernel compiled from a tarball lives in
+// the cache.
+type sourceKernelEntry struct {
+	tarball   string // absolute
+	key       string
+	root, dir string // the kernel-source cache, and the entry in it
+	vmlinux   string
+	cached    bool // vmlinux is there
+}
+
+// findSourceKernel locates o's source kernel in the cache, filling
+// o.CacheDir's default, with a stat of the tarball and one of the entry.
+// A missing tarball is a *MissingError naming every package missing to
+// compile (wrapped in ErrKernelNotCompiled when o.NoCompile).
+func findSourceKernel(o *Options) (sourceKernelEntry, error) {
+	var e sourceKernelEntry
+	tarball := o.KernelSourceTarball
+	if tarball == "" {
+		tarball = defaultKernelSourceTarball
+	}
+	tarball, err := filepath.Abs(tarball)
+	if err != nil {
+		return e, fmt.Errorf("image: kernel source: %w", err)
+	}
+	fi, err := os.Stat(tarball)
+	if err != nil {
+		if herr := checkKernelBuildHost(tarball); herr != nil {
+			err = herr // names every missing package at once
+		} else {
+			err = fmt.Errorf("image: kernel source: %w", err)
+		}
+		if o.NoCompile {
+			return e, fmt.Errorf("%w: %w", ErrKernelNotCompiled, err)
+		}
+		return e, err
+	}
+	if o.CacheDir == "" {
+		if o.CacheDir, err = defaultCacheDir(); err != nil {
+			return e, err
+		}
+	}
+	e.tarball = tarball
+	e.key = sourceKernelKey(tarballID(tarball, fi), microvmFragment)
+	e.root = filepath.Join(o.CacheDir, sourceKernelDirName)
+	e.dir = filepath.Join(e.root, e.key)
+	e.vmlinux = filepath.Join(e.dir, vmlinuxName)
+	vfi, err := os.Stat(e.vmlinux)
+	e.cached = err == nil && vfi.Mode().IsRegular()
+	return e, nil
+}
+
+// CachedSourceKernel returns the path of the kernel that Build with
+// opts.KernelSource would boot, when it is compiled already, without
+// building anything: a stat of the tarball and one of the cache entry. It
+// fails with a *KernelNotCompiledError otherwise (an error wrapping
+// ErrKernelNotCompiled and a *MissingError when the tarball is missing). Of opts it reads CacheDir and
+// KernelSourceTarball.
+func CachedSourceKernel(opts Options) (string, error) {
+	o := opts
+	o.NoCompile = true
+	e, err := findSourceKernel(&o)
+	if err != nil {
+		return "", err
+	}
+	if !e.cached {
+		return "", &KernelNotCompiledError{Tarball: e.tarball, Vmlinux: e.vmlinux}
+	}
+	return e.vmlinux, nil
 }
 
 // tarballID identifies a kernel source tarball without reading it: its

@@ -531,3 +531,33 @@ func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h *captureHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *captureHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestCachedSourceKernel(t *testing.T) {
+	tarball, cache, _ := cachedSourceKernel(t)
+	opens := countOpens(t, tarball)
+	t.Setenv("PATH", "")
+	got, err := CachedSourceKernel(Options{KernelSourceTarball: tarball, CacheDir: cache})
+	if err != nil {
+		t.Fatalf("cached: %v", err)
+	}
+	if filepath.Dir(filepath.Dir(got)) != filepath.Join(cache, sourceKernelDirName) || filepath.Base(got) != vmlinuxName {
+		t.Errorf("CachedSourceKernel = %s, want a vmlinux under %s", got, filepath.Join(cache, sourceKernelDirName))
+	}
+	other := t.TempDir()
+	_, err = CachedSourceKernel(Options{KernelSourceTarball: tarball, CacheDir: other})
+	var nc *KernelNotCompiledError
+	if !errors.Is(err, ErrKernelNotCompiled) || !errors.As(err, &nc) {
+		t.Fatalf("another cache: %v, want a *KernelNotCompiledError matching ErrKernelNotCompiled", err)
+	}
+	if want := filepath.Join(other, sourceKernelDirName, filepath.Base(filepath.Dir(got)), vmlinuxName); nc.Vmlinux != want || nc.Tarball != tarball {
+		t.Errorf("KernelNotCompiledError = %+v, want Vmlinux %s, Tarball %s", nc, want, tarball)
+	}
+	var me *MissingError
+	_, err = CachedSourceKernel(Options{KernelSourceTarball: tarball + ".missing", CacheDir: cache})
+	if !errors.Is(err, ErrKernelNotCompiled) || !errors.As(err, &me) {
+		t.Errorf("no tarball: %v, want ErrKernelNotCompiled and a *MissingError", err)
+	}
+	if n := opens.Load(); n != 0 {
+		t.Errorf("the tarball was opened %d times, want 0", n)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/qemu"
 	"github.com/pettyvm/petty/vm"
 )
@@ -70,6 +71,7 @@ const (
 	busyboxFix     = "apt-get install busybox-static"
 	kernelFix      = "apt-get install linux-image-cloud-amd64 (or pass --kernel)"
 	cacheFix       = "petty image build (petty run builds it on first use)"
+	fcKernelFix    = kernelSourceBuildCommand + " (≈9 min on 2 cores; petty run never compiles it)"
 )
 
 // Names of petty doctor's checks.
@@ -83,6 +85,7 @@ const (
 	checkKernel      = "guest kernel"
 	checkAgent       = agentBinary
 	checkCache       = "image cache"
+	checkFCKernel    = "firecracker kernel"
 )
 
 // doctorHost is where petty doctor looks; tests point it elsewhere.
@@ -93,6 +96,9 @@ type doctorHost struct {
 	busybox        string // the default image's busybox
 	kernelGlob     string // the default image's kernels
 	tun            string // /dev/net/tun
+	// kernelSourceTarball is the Firecracker kernel's source; "" for
+	// image's default.
+	kernelSourceTarball string
 }
 
 // defaultDoctorHost is the host as a run sees it.
@@ -150,8 +156,22 @@ func (h doctorHost) checks() []check {
 		kernelCheck(h.kernelGlob),
 		agentCheck(),
 		cacheCheck(),
+		fcKernelCheck(h.kernelSourceTarball),
 	)
 	return cs
+}
+
+// fcKernelCheck reports whether the kernel a run under Firecracker boots
+// (compiled from source) is in the image cache.
+func fcKernelCheck(tarball string) check {
+	c := check{name: checkFCKernel, optional: true, fix: fcKernelFix}
+	p, err := image.CachedSourceKernel(image.Options{KernelSourceTarball: tarball})
+	if err != nil {
+		c.detail = "not compiled (Firecracker runs without --kernel need it)"
+		return c
+	}
+	c.ok, c.detail = true, p
+	return c
 }
 
 // kvmFix says how to make /dev/kvm usable.

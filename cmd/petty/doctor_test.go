@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/internal/testutil"
 	"github.com/pettyvm/petty/qemu"
 	"github.com/pettyvm/petty/vm"
@@ -56,9 +58,10 @@ func TestDoctor(t *testing.T) {
 		t.Setenv(vm.FirecrackerBinEnv, "")
 		t.Setenv("XDG_CACHE_HOME", empty)
 		got := diagnose(t, doctorHost{
-			busybox:    filepath.Join(empty, "busybox"),
-			kernelGlob: filepath.Join(empty, "vmlinuz-*"),
-			tun:        notDev,
+			busybox:             filepath.Join(empty, "busybox"),
+			kernelGlob:          filepath.Join(empty, "vmlinuz-*"),
+			tun:                 notDev,
+			kernelSourceTarball: filepath.Join(empty, "linux-source-6.1.tar.xz"),
 		})
 		exe, err := os.Executable()
 		if err != nil {
@@ -72,6 +75,7 @@ func TestDoctor(t *testing.T) {
 			checkKernel:      {Fix: "apt-get install linux-image-cloud-amd64 (or pass --kernel)"},
 			checkAgent:       {Fix: "CGO_ENABLED=0 go build -o " + filepath.Join(filepath.Dir(exe), agentBinary) + " github.com/pettyvm/petty/cmd/petty-agent"},
 			checkCache:       {Optional: true, Fix: "petty image build (petty run builds it on first use)"},
+			checkFCKernel:    {Optional: true, Fix: "petty image build --kernel-source (≈9 min on 2 cores; petty run never compiles it)"},
 		}
 		checkDiagnosis(t, got, want)
 	})
@@ -108,10 +112,27 @@ func TestDoctor(t *testing.T) {
 		if err := os.WriteFile(kernel, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		tarball := filepath.Join(dir, "linux-source-6.1.tar.xz")
+		if err := os.WriteFile(tarball, []byte("source"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// Store a kernel where a compile would have.
+		_, err = image.CachedSourceKernel(image.Options{KernelSourceTarball: tarball})
+		var nc *image.KernelNotCompiledError
+		if !errors.As(err, &nc) {
+			t.Fatalf("CachedSourceKernel before the compile = %v, want a *KernelNotCompiledError", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(nc.Vmlinux), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(nc.Vmlinux, []byte("vmlinux"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		got := diagnose(t, doctorHost{
-			busybox:    "/bin/busybox",
-			kernelGlob: filepath.Join(dir, "vmlinuz-*-cloud-amd64"),
-			tun:        os.DevNull, // a character device
+			busybox:             "/bin/busybox",
+			kernelGlob:          filepath.Join(dir, "vmlinuz-*-cloud-amd64"),
+			tun:                 os.DevNull, // a character device
+			kernelSourceTarball: tarball,
 		})
 		want := map[string]diagnosis{
 			checkFirecracker: {OK: true, Optional: true},
@@ -121,6 +142,7 @@ func TestDoctor(t *testing.T) {
 			checkKernel:      {OK: true},
 			checkAgent:       {OK: true},
 			checkCache:       {OK: true, Optional: true},
+			checkFCKernel:    {OK: true, Optional: true},
 		}
 		checkDiagnosis(t, got, want)
 	})
