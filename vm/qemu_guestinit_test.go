@@ -69,7 +69,7 @@ func checkExt4Clean(t *testing.T, path, file, want string) {
 // through Ctrl-Alt-Del, which the kernel turns into SIGINT to the agent
 // as PID 1 (here sent from inside, as microvm has no keyboard). Either way
 // the host finds the file system clean, without journal recovery, with
-// the file.
+// the file, and the next VM can mount it read-only.
 func TestQEMUPowerOffLeavesDrivesClean(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -104,6 +104,17 @@ func TestQEMUPowerOffLeavesDrivesClean(t *testing.T) {
 			}
 			tt.powerOff(t, m, c)
 			checkExt4Clean(t, data, "/d/f", want)
+			if t.Failed() || tt.name != "agent Shutdown" {
+				return
+			}
+			// What a user sees: the next VM mounts the drive read-only
+			// (a file system needing recovery refuses that).
+			cfg.Drives[0].ReadOnly = true
+			m2, c2 := startQEMU(t, cfg)
+			if got := run(t, c2, "sh", "-c", "mkdir -p /data && mount -t ext4 -o ro /dev/vda /data && cat /data/d/f"); got != want {
+				t.Errorf("read-only mount in the next VM: %q, want %q", got, want)
+			}
+			shutdown(t, m2)
 		})
 	}
 }
