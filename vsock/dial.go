@@ -61,8 +61,8 @@ func DialRetry(ctx context.Context, udsPath string, port uint32) (*Conn, error) 
 		if err == nil {
 			return c, nil
 		}
-		if ctx.Err() != nil {
-			return nil, retryError(ctx, udsPath, port, last, err)
+		if cerr := ctxEnded(ctx, err); cerr != nil {
+			return nil, retryError(cerr, udsPath, port, last, err)
 		}
 		if !retryable(err) {
 			return nil, err
@@ -75,20 +75,33 @@ func DialRetry(ctx context.Context, udsPath string, port uint32) (*Conn, error) 
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, retryError(ctx, udsPath, port, last, err)
+			return nil, retryError(ctx.Err(), udsPath, port, last, err)
 		case <-t.C:
 		}
 		delay = min(2*delay, maxRetryDelay)
 	}
 }
 
-// retryError is DialRetry's error once ctx ended: ctx's error and that of the
-// last attempt that did not fail because of ctx.
-func retryError(ctx context.Context, udsPath string, port uint32, last, cur error) error {
-	if last == nil || !errors.Is(cur, ctx.Err()) {
+// ctxEnded returns ctx's error, or context.DeadlineExceeded when the
+// attempt's error says ctx's deadline passed before ctx's own timer fired
+// (the dialer's copy of the deadline can fire first); nil while ctx lasts.
+func ctxEnded(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if dl, ok := ctx.Deadline(); ok && errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// retryError is DialRetry's error once ctx ended with cerr: cerr and the
+// error of the last attempt that did not fail because of ctx.
+func retryError(cerr error, udsPath string, port uint32, last, cur error) error {
+	if last == nil || !errors.Is(cur, cerr) {
 		last = cur
 	}
-	if errors.Is(last, ctx.Err()) {
+	if errors.Is(last, cerr) {
 		return last
 	}
 	if oe, ok := last.(*net.OpError); ok {
@@ -96,7 +109,7 @@ func retryError(ctx context.Context, udsPath string, port uint32, last, cur erro
 	}
 	return &net.OpError{
 		Op: "dial", Net: "vsock", Addr: &Addr{Path: udsPath, Port: port},
-		Err: fmt.Errorf("%w; last attempt: %w", ctx.Err(), last),
+		Err: fmt.Errorf("%w; last attempt: %w", cerr, last),
 	}
 }
 
