@@ -85,7 +85,7 @@ const (
 	checkKernel      = "guest kernel"
 	checkAgent       = agentBinary
 	checkCache       = "image cache"
-	checkFCKernel    = "firecracker kernel"
+	checkFCKernel    = "fc guest kernel"
 )
 
 // doctorHost is where petty doctor looks; tests point it elsewhere.
