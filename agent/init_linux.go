@@ -48,6 +48,7 @@ func becomeGuestInit(log *slog.Logger) *guestInit {
 		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
 			log.Warn("ctrl-alt-del off", "err", err)
 		}
+		upLoopback(log)
 	}
 	return &guestInit{log: log, reaper: startReaper()}
 }
@@ -118,6 +119,7 @@ func (g *guestInit) powerOff(reboot bool) error {
 	if ns, ok := inInitialPIDNamespace(); !ok {
 		return fmt.Errorf("%w (pid namespace %q)", errNotGuest, ns)
 	}
+	releaseFilesystems(g.log)
 	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
 	if reboot {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART

@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 
 	"github.com/pettyvm/petty/firecracker"
 )
@@ -47,12 +52,32 @@ func Example() {
 	fmt.Println(info.State)
 }
 
-// Tell Firecracker's refusals apart from transport errors.
+// Tell Firecracker's refusals apart from transport errors. Here a stand-in
+// for Firecracker's API socket refuses the request as Firecracker refuses a
+// kernel it cannot open.
 func ExampleAPIError() {
-	c := firecracker.NewClient("/run/fc.sock")
+	dir, err := os.MkdirTemp("", "firecracker-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "fc.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		log.Fatal(err)
+	}
+	standIn := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"fault_message":"Cannot open the kernel image: No such file or directory (os error 2)"}`)
+	})}
+	go standIn.Serve(l)
+	defer standIn.Close()
+
+	c := firecracker.NewClient(sock)
 	defer c.Close()
 
-	err := c.PutBootSource(context.Background(), firecracker.BootSource{KernelImagePath: "/missing"})
+	err = c.PutBootSource(context.Background(), firecracker.BootSource{KernelImagePath: "/missing"})
 	var apiErr *firecracker.APIError
 	switch {
 	case errors.As(err, &apiErr):
@@ -60,4 +85,5 @@ func ExampleAPIError() {
 	case err != nil:
 		fmt.Println("could not reach Firecracker:", err)
 	}
+	// Output: Firecracker answered 400: Cannot open the kernel image: No such file or directory (os error 2)
 }

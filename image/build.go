@@ -40,12 +40,19 @@ type Options struct {
 	// with command-line devices as Firecracker needs, virtio-pci, vsock,
 	// ext4 and serial built in; no modules), `make olddefconfig`, then
 	// `make vmlinux` (≈9 min on 2 cores). The kernel is cached under
-	// CacheDir by the tarball's content, the fragment and the toolchain's
-	// versions, so later Builds reuse it; the initramfs then holds no
+	// CacheDir, so later Builds reuse it; the initramfs then holds no
 	// modules. Needs packages linux-source-6.1 build-essential bc bison
 	// flex libelf-dev. Excludes KernelPath and ModulesDir. Its Progress
 	// steps start with "kernel from source: ".
+	//
+	// The cache key is the tarball's path, size and modification time, the
+	// fragment and the build's format version: finding a cached kernel
+	// reads no tarball and runs no tool.
 	KernelSource bool
+	// NoCompile makes KernelSource use only a kernel already compiled into
+	// the cache: when there is none, Build fails at once with
+	// ErrKernelNotCompiled instead of compiling for minutes.
+	NoCompile bool
 	// KernelSourceTarball is the kernel source for KernelSource; default
 	// /usr/src/linux-source-6.1.tar.xz (package linux-source-6.1).
 	KernelSourceTarball string

@@ -123,33 +123,41 @@ func TestBuildIncompleteEntryIsRebuilt(t *testing.T) {
 }
 
 func TestBuildDeterministic(t *testing.T) {
-	h := newFakeHost(t)
-	opts := h.options(t.TempDir())
-	opts.RootFS = true
-	opts.RootFSSizeMiB = 16
-	if _, err := findSbinTool(mkfsName); err != nil {
-		opts.RootFS = false
-		t.Logf("rootfs not checked: %v", err)
+	for _, rootfs := range []bool{false, true} {
+		t.Run(map[bool]string{false: "initramfs", true: "rootfs"}[rootfs], func(t *testing.T) {
+			h := newFakeHost(t)
+			opts := h.options(t.TempDir())
+			if rootfs {
+				if _, err := findSbinTool(mkfsName); err != nil {
+					t.Skipf("the root file system's determinism is not checked: %v", err)
+				}
+				opts.RootFS = true
+				opts.RootFSSizeMiB = 16
+			}
+			a, err := Build(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.CacheDir = t.TempDir()
+			b, err := Build(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Key != b.Key || b.Cached {
+				t.Fatalf("keys %s and %s (cached %v)", a.Key, b.Key, b.Cached)
+			}
+			fa, fb := readAll(t, a), readAll(t, b)
+			if _, ok := fa[rootfsName]; ok != rootfs {
+				t.Errorf("%s built: %v, want %v", rootfsName, ok, rootfs)
+			}
+			for name := range fa {
+				if !bytes.Equal(fa[name], fb[name]) {
+					t.Errorf("%s differs between two builds of the same inputs", name)
+				}
+			}
+			t.Logf("files: %v", sortedKeys(fa))
+		})
 	}
-	a, err := Build(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.CacheDir = t.TempDir()
-	b, err := Build(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.Key != b.Key || b.Cached {
-		t.Fatalf("keys %s and %s (cached %v)", a.Key, b.Key, b.Cached)
-	}
-	fa, fb := readAll(t, a), readAll(t, b)
-	for name := range fa {
-		if !bytes.Equal(fa[name], fb[name]) {
-			t.Errorf("%s differs between two builds of the same inputs", name)
-		}
-	}
-	t.Logf("files: %v", sortedKeys(fa))
 }
 
 func TestInitramfsContents(t *testing.T) {

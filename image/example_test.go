@@ -22,11 +22,15 @@ func ExampleBuild() {
 
 func ExampleMissingError() {
 	_, err := image.Build(context.Background(), image.Options{
-		AgentPath:   "/usr/lib/petty/petty-agent",
-		BusyboxPath: "/nonexistent/busybox",
+		KernelPath: "/nonexistent/vmlinuz-6.1.0-99-cloud-amd64",
+		AgentPath:  "/usr/lib/petty/petty-agent",
 	})
 	var missing *image.MissingError
 	if errors.As(err, &missing) {
+		fmt.Println(missing.What)
 		fmt.Println("install package", missing.Package)
 	}
+	// Output:
+	// kernel /nonexistent/vmlinuz-6.1.0-99-cloud-amd64
+	// install package linux-image-cloud-amd64
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -67,7 +68,7 @@ type kernelBuildTool struct {
 const (
 	// sourceKernelFormat changes whenever the way a kernel is built from
 	// source changes, so older cached kernels are not reused.
-	sourceKernelFormat = "petty-kernel-source-v1"
+	sourceKernelFormat = "petty-kernel-source-v2"
 	// sourceKernelDirName is the directory under Options.CacheDir holding
 	// kernels built from source, one directory per key.
 	sourceKernelDirName = "kernel-source"
@@ -89,9 +90,35 @@ var ErrKernelConfig = errors.New("image: kernel config fragment did not apply")
 // with KernelSource.
 var ErrKernelSourceOptions = errors.New("image: KernelSource excludes KernelPath and ModulesDir")
 
+// ErrKernelNotCompiled is returned (wrapped) by Build with KernelSource
+// and NoCompile, and by CachedSourceKernel, when the kernel is not in the
+// cache yet; when its source is there, the error is a
+// *KernelNotCompiledError.
+var ErrKernelNotCompiled = errors.New("image: the kernel from source is not compiled yet")
+
+// KernelNotCompiledError reports that the kernel compiled from Tarball is
+// not in the cache, where it would be Vmlinux. It matches
+// ErrKernelNotCompiled with errors.Is.
+type KernelNotCompiledError struct {
+	// Tarball is the kernel source tarball, absolute.
+	Tarball string
+	// Vmlinux is where the compiled kernel would be in the cache.
+	Vmlinux string
+}
+
+// Error says which kernel is missing and where it would be.
+func (e *KernelNotCompiledError) Error() string {
+	return fmt.Sprintf("%v (from %s, into %s)", ErrKernelNotCompiled, e.Tarball, e.Vmlinux)
+}
+
+// Is reports whether target is ErrKernelNotCompiled.
+func (e *KernelNotCompiledError) Is(target error) bool { return target == ErrKernelNotCompiled }
+
 // sourceKernel returns the vmlinux compiled from o's kernel source tarball,
-// building it into the cache unless an identical build is there: the key
-// is the tarball's content, the fragment and the toolchain's versions. It
+// building it into the cache unless an identical build is there (unless
+// o.NoCompile). The key is cheap to compute, so that a cache hit costs a
+// stat: the tarball's path, size and modification time, the fragment and
+// the build's format; the build tools are looked for only to compile. It
 // fills o.CacheDir's default. The cheap checks of the other inputs come
 // first, so that a missing agent or busybox is not reported only after a
 // long compile.
@@ -99,35 +126,21 @@ func sourceKernel(ctx context.Context, o *Options, progress func(string)) (strin
 	if err := checkSourceKernelOptions(o); err != nil {
 		return "", err
 	}
-	tarball := o.KernelSourceTarball
-	if tarball == "" {
-		tarball = defaultKernelSourceTarball
-	}
-	if err := checkKernelBuildHost(tarball); err != nil {
-		return "", err
-	}
-	if o.CacheDir == "" {
-		var err error
-		if o.CacheDir, err = defaultCacheDir(); err != nil {
-			return "", err
-		}
-	}
-	tarSum, err := fileSum(tarball)
-	if err != nil {
-		return "", fmt.Errorf("image: kernel source: %w", err)
-	}
-	toolchain, err := toolchainVersion(ctx)
+	e, err := findSourceKernel(o)
 	if err != nil {
 		return "", err
 	}
-	key := sourceKernelKey(tarSum, microvmFragment, toolchain)
-	root := filepath.Join(o.CacheDir, sourceKernelDirName)
-	dir := filepath.Join(root, key)
-	vmlinux := filepath.Join(dir, vmlinuxName)
-	if fi, err := os.Stat(vmlinux); err == nil && fi.Mode().IsRegular() {
+	tarball, root, dir, vmlinux, key := e.tarball, e.root, e.dir, e.vmlinux, e.key
+	if e.cached {
 		progress("kernel from source: cached")
 		o.Logger.Debug("image: source kernel cache hit", "dir", dir)
 		return vmlinux, nil
+	}
+	if o.NoCompile {
+		return "", &KernelNotCompiledError{Tarball: tarball, Vmlinux: vmlinux}
+	}
+	if err := checkKernelBuildHost(tarball); err != nil {
+		return "", err
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("image: cache dir: %w", err)
@@ -152,6 +165,83 @@ func sourceKernel(ctx context.Context, o *Options, progress func(string)) (strin
 	}
 	o.Logger.Debug("image: source kernel built", "dir", dir)
 	return vmlinux, nil
+}
+
+// sourceKernelEntry is where the kernel compiled from a tarball lives in
+// the cache.
+type sourceKernelEntry struct {
+	tarball   string // absolute
+	key       string
+	root, dir string // the kernel-source cache, and the entry in it
+	vmlinux   string
+	cached    bool // vmlinux is there
+}
+
+// findSourceKernel locates o's source kernel in the cache, filling
+// o.CacheDir's default, with a stat of the tarball and one of the entry.
+// A missing tarball is a *MissingError naming every package missing to
+// compile (wrapped in ErrKernelNotCompiled when o.NoCompile).
+func findSourceKernel(o *Options) (sourceKernelEntry, error) {
+	var e sourceKernelEntry
+	tarball := o.KernelSourceTarball
+	if tarball == "" {
+		tarball = defaultKernelSourceTarball
+	}
+	tarball, err := filepath.Abs(tarball)
+	if err != nil {
+		return e, fmt.Errorf("image: kernel source: %w", err)
+	}
+	fi, err := os.Stat(tarball)
+	if err != nil {
+		if herr := checkKernelBuildHost(tarball); herr != nil {
+			err = herr // names every missing package at once
+		} else {
+			err = fmt.Errorf("image: kernel source: %w", err)
+		}
+		if o.NoCompile {
+			return e, fmt.Errorf("%w: %w", ErrKernelNotCompiled, err)
+		}
+		return e, err
+	}
+	if o.CacheDir == "" {
+		if o.CacheDir, err = defaultCacheDir(); err != nil {
+			return e, err
+		}
+	}
+	e.tarball = tarball
+	e.key = sourceKernelKey(tarballID(tarball, fi), microvmFragment)
+	e.root = filepath.Join(o.CacheDir, sourceKernelDirName)
+	e.dir = filepath.Join(e.root, e.key)
+	e.vmlinux = filepath.Join(e.dir, vmlinuxName)
+	vfi, err := os.Stat(e.vmlinux)
+	e.cached = err == nil && vfi.Mode().IsRegular()
+	return e, nil
+}
+
+// CachedSourceKernel returns the path of the kernel that Build with
+// opts.KernelSource would boot, when it is compiled already, without
+// building anything: a stat of the tarball and one of the cache entry. It
+// fails with a *KernelNotCompiledError otherwise (an error wrapping
+// ErrKernelNotCompiled and a *MissingError when the tarball is missing). Of opts it reads CacheDir and
+// KernelSourceTarball.
+func CachedSourceKernel(opts Options) (string, error) {
+	o := opts
+	o.NoCompile = true
+	e, err := findSourceKernel(&o)
+	if err != nil {
+		return "", err
+	}
+	if !e.cached {
+		return "", &KernelNotCompiledError{Tarball: e.tarball, Vmlinux: e.vmlinux}
+	}
+	return e.vmlinux, nil
+}
+
+// tarballID identifies a kernel source tarball without reading it: its
+// absolute path, size and modification time (a Debian upgrade of
+// linux-source-6.1 replaces the file, changing them).
+func tarballID(path string, fi fs.FileInfo) string {
+	return fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano())
 }
 
 // checkSourceKernelOptions fails for options that cannot go with
@@ -218,31 +308,14 @@ func checkKernelBuildHost(tarball string) error {
 	return &MissingError{What: strings.Join(what, " and "), Package: strings.Join(pkgs, " "), Err: cause}
 }
 
-// toolchainVersion returns the first line of `gcc --version`, `ld
-// --version` and `make --version`: what a compiled kernel depends on
-// besides its source and configuration.
-func toolchainVersion(ctx context.Context) (string, error) {
-	var lines []string
-	for _, tool := range []string{"gcc", "ld", "make"} {
-		out, err := exec.CommandContext(ctx, tool, "--version").Output()
-		if err != nil {
-			return "", fmt.Errorf("image: %s --version: %w", tool, err)
-		}
-		first, _, _ := strings.Cut(string(out), "\n")
-		lines = append(lines, strings.TrimSpace(first))
-	}
-	return strings.Join(lines, "\n"), nil
-}
-
-// sourceKernelKey is the hex SHA-256 naming a kernel built from a tarball
-// (its hex SHA-256) with fragment merged over tinyconfig by toolchain.
-func sourceKernelKey(tarballSum, fragment, toolchain string) string {
+// sourceKernelKey is the hex SHA-256 naming a kernel built from the
+// tarball tarballID identifies, with fragment merged over tinyconfig.
+func sourceKernelKey(tarballID, fragment string) string {
 	h := newKeyHash()
 	h.field("format", sourceKernelFormat)
 	h.field("arch", runtime.GOARCH)
-	h.field("tarball", tarballSum)
+	h.field("tarball", tarballID)
 	h.field("fragment", fragment)
-	h.field("toolchain", toolchain)
 	return h.sum()
 }
 

@@ -3,12 +3,15 @@ package image
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -147,16 +150,15 @@ func TestMicrovmFragmentMatchesReference(t *testing.T) {
 }
 
 func TestSourceKernelKey(t *testing.T) {
-	base := sourceKernelKey("aaaa", "CONFIG_A=y\n", "gcc 12")
-	if again := sourceKernelKey("aaaa", "CONFIG_A=y\n", "gcc 12"); again != base {
+	base := sourceKernelKey("/src/linux.tar.xz 100 1", "CONFIG_A=y\n")
+	if again := sourceKernelKey("/src/linux.tar.xz 100 1", "CONFIG_A=y\n"); again != base {
 		t.Errorf("key not stable: %s then %s", base, again)
 	}
 	seen := map[string]string{base: "base"}
 	for name, key := range map[string]string{
-		"tarball":   sourceKernelKey("aaab", "CONFIG_A=y\n", "gcc 12"),
-		"fragment":  sourceKernelKey("aaaa", "CONFIG_A=n\n", "gcc 12"),
-		"toolchain": sourceKernelKey("aaaa", "CONFIG_A=y\n", "gcc 13"),
-		"shifted":   sourceKernelKey("aaaa", "CONFIG_A=y\ngcc", " 12"),
+		"tarball":  sourceKernelKey("/src/linux.tar.xz 101 1", "CONFIG_A=y\n"),
+		"fragment": sourceKernelKey("/src/linux.tar.xz 100 1", "CONFIG_A=n\n"),
+		"shifted":  sourceKernelKey("/src/linux.tar.xz 100", " 1CONFIG_A=y\n"),
 	} {
 		if prev, dup := seen[key]; dup {
 			t.Errorf("changing the %s gives the key of %s", name, prev)
@@ -165,6 +167,33 @@ func TestSourceKernelKey(t *testing.T) {
 	}
 	if len(base) != 64 {
 		t.Errorf("key %q is not a hex SHA-256", base)
+	}
+}
+
+func TestTarballID(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "linux.tar.xz")
+	writeFile(t, p, []byte("v1"))
+	stamp := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	if err := os.Chtimes(p, stamp, stamp); err != nil {
+		t.Fatal(err)
+	}
+	id := func() string {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tarballID(p, fi)
+	}
+	first := id()
+	if want := fmt.Sprintf("%s 2 %d", p, stamp.UnixNano()); first != want {
+		t.Errorf("tarballID = %q, want %q", first, want)
+	}
+	if err := os.Chtimes(p, stamp, stamp.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if id() == first {
+		t.Error("tarballID did not change with the modification time")
 	}
 }
 
@@ -304,76 +333,131 @@ func TestBuildKernelSourceErrors(t *testing.T) {
 	})
 }
 
-// A cached source kernel is used without compiling: the build tools are
-// only looked for, never run but for their versions.
-func TestSourceKernelCached(t *testing.T) {
-	if err := checkKernelBuildHost("/dev/null"); err != nil {
-		t.Skipf("%v", err)
+// cachedSourceKernel makes a tarball and stores a fake vmlinux for it in
+// a cache, as a previous compile would have, and returns the tarball, the
+// cache directory and the vmlinux's contents.
+func cachedSourceKernel(t *testing.T) (tarball, cache string, vmlinux []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	tarball = filepath.Join(dir, "linux.tar.xz")
+	writeFile(t, tarball, []byte("not really a kernel source"))
+	fi, err := os.Stat(tarball)
+	if err != nil {
+		t.Fatal(err)
 	}
+	cache = filepath.Join(dir, "cache")
+	vmlinux = append([]byte("\x7fELF fake vmlinux "), []byte("Linux version 6.1.999-petty (x@y) #1\x00")...)
+	writeFile(t, filepath.Join(cache, sourceKernelDirName, sourceKernelKey(tarballID(tarball, fi), microvmFragment), vmlinuxName), vmlinux)
+	return tarball, cache, vmlinux
+}
+
+// countOpens makes fileSum's opens of path fail and counts them.
+func countOpens(t *testing.T, path string) *atomic.Int32 {
+	t.Helper()
+	var n atomic.Int32
+	old := openFile
+	openFile = func(name string) (*os.File, error) {
+		if name == path {
+			n.Add(1)
+			return nil, fmt.Errorf("test: %s must not be read on a cache hit", name)
+		}
+		return old(name)
+	}
+	t.Cleanup(func() { openFile = old })
+	return &n
+}
+
+// A cached source kernel is used without compiling, without reading the
+// tarball and without any build tool: $PATH is empty.
+func TestSourceKernelCached(t *testing.T) {
 	agent := standinAgent(t)
 	if err := checkBusybox(defaultBusybox); err != nil {
 		t.Skipf("%v", err)
 	}
-	dir := t.TempDir()
-	tarball := filepath.Join(dir, "linux.tar.xz")
-	if err := os.WriteFile(tarball, []byte("not really a kernel source"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tarSum, err := fileSum(tarball)
-	if err != nil {
-		t.Fatal(err)
-	}
-	toolchain, err := toolchainVersion(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := filepath.Join(dir, "cache")
-	entry := filepath.Join(cache, sourceKernelDirName, sourceKernelKey(tarSum, microvmFragment, toolchain))
-	if err := os.MkdirAll(entry, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	fake := append([]byte("\x7fELF fake vmlinux "), []byte("Linux version 6.1.999-petty (x@y) #1\x00")...)
-	if err := os.WriteFile(filepath.Join(entry, vmlinuxName), fake, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var steps []string
-	img, err := Build(context.Background(), Options{
-		KernelSource: true, KernelSourceTarball: tarball, AgentPath: agent, CacheDir: cache,
-		Progress: func(s string) { steps = append(steps, s) },
-		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"resolve inputs", "kernel from source: cached", "extract kernel", "initramfs", "store"}
-	if diff := cmp.Diff(want, steps); diff != "" {
-		t.Errorf("steps (-want +got):\n%s", diff)
-	}
-	got, err := os.ReadFile(img.Kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(fake) {
-		t.Errorf("image kernel is not the cached source kernel")
-	}
-	initrd, err := os.ReadFile(img.Initrd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries := map[string]string{}
-	for _, e := range parseNewc(t, initrd) {
-		entries[e.Name] = e.Data
-	}
-	for name, data := range entries {
-		if strings.HasPrefix(name, "lib/modules/") {
-			t.Errorf("initramfs has module %s", name)
+	tarball, cache, fake := cachedSourceKernel(t)
+	opens := countOpens(t, tarball)
+	t.Setenv("PATH", "")
+	for _, noCompile := range []bool{false, true} {
+		var steps []string
+		img, err := Build(context.Background(), Options{
+			KernelSource: true, NoCompile: noCompile, KernelSourceTarball: tarball, AgentPath: agent, CacheDir: cache,
+			Progress: func(s string) { steps = append(steps, s) },
+			Logger:   slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatalf("NoCompile %v: %v", noCompile, err)
 		}
-		if name == modulesLoadPath && data != "" {
-			t.Errorf("modules.load = %q, want empty", data)
+		want := []string{"resolve inputs", "kernel from source: cached", "extract kernel", "initramfs", "store"}
+		if noCompile { // the image itself is cached by now
+			want = []string{"resolve inputs", "kernel from source: cached", "cached"}
+		}
+		if diff := cmp.Diff(want, steps); diff != "" {
+			t.Errorf("NoCompile %v: steps (-want +got):\n%s", noCompile, diff)
+		}
+		got, err := os.ReadFile(img.Kernel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(fake) {
+			t.Errorf("image kernel is not the cached source kernel")
+		}
+		if noCompile {
+			continue
+		}
+		initrd, err := os.ReadFile(img.Initrd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := map[string]string{}
+		for _, e := range parseNewc(t, initrd) {
+			entries[e.Name] = e.Data
+		}
+		for name, data := range entries {
+			if strings.HasPrefix(name, "lib/modules/") {
+				t.Errorf("initramfs has module %s", name)
+			}
+			if name == modulesLoadPath && data != "" {
+				t.Errorf("modules.load = %q, want empty", data)
+			}
+		}
+		if _, ok := entries[modulesLoadPath]; !ok {
+			t.Errorf("initramfs lacks %s", modulesLoadPath)
 		}
 	}
-	if _, ok := entries[modulesLoadPath]; !ok {
-		t.Errorf("initramfs lacks %s", modulesLoadPath)
+	if n := opens.Load(); n != 0 {
+		t.Errorf("the tarball was opened %d times on cache hits, want 0", n)
+	}
+}
+
+// With NoCompile and no cached kernel Build fails at once with
+// ErrKernelNotCompiled: no tool looked for or run, no tarball read,
+// nothing written to the cache.
+func TestSourceKernelNoCompile(t *testing.T) {
+	agent := standinAgent(t)
+	if err := checkBusybox(defaultBusybox); err != nil {
+		t.Skipf("%v", err)
+	}
+	tarball, _, _ := cachedSourceKernel(t)
+	opens := countOpens(t, tarball)
+	t.Setenv("PATH", "")
+	cache := t.TempDir() // another cache: the kernel is not there
+	began := time.Now()
+	_, err := Build(t.Context(), Options{KernelSource: true, NoCompile: true, KernelSourceTarball: tarball, AgentPath: agent, CacheDir: cache})
+	if !errors.Is(err, ErrKernelNotCompiled) {
+		t.Fatalf("Build = %v, want ErrKernelNotCompiled", err)
+	}
+	var me *MissingError
+	if errors.As(err, &me) {
+		t.Errorf("Build = %v: looked for build tools without compiling", err)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("Build took %v, want well under a second", took)
+	}
+	if n := opens.Load(); n != 0 {
+		t.Errorf("the tarball was opened %d times, want 0", n)
+	}
+	if entries, _ := os.ReadDir(cache); len(entries) != 0 {
+		t.Errorf("cache dir has %d entries after a refused compile", len(entries))
 	}
 }
 
@@ -447,3 +531,33 @@ func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h *captureHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *captureHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestCachedSourceKernel(t *testing.T) {
+	tarball, cache, _ := cachedSourceKernel(t)
+	opens := countOpens(t, tarball)
+	t.Setenv("PATH", "")
+	got, err := CachedSourceKernel(Options{KernelSourceTarball: tarball, CacheDir: cache})
+	if err != nil {
+		t.Fatalf("cached: %v", err)
+	}
+	if filepath.Dir(filepath.Dir(got)) != filepath.Join(cache, sourceKernelDirName) || filepath.Base(got) != vmlinuxName {
+		t.Errorf("CachedSourceKernel = %s, want a vmlinux under %s", got, filepath.Join(cache, sourceKernelDirName))
+	}
+	other := t.TempDir()
+	_, err = CachedSourceKernel(Options{KernelSourceTarball: tarball, CacheDir: other})
+	var nc *KernelNotCompiledError
+	if !errors.Is(err, ErrKernelNotCompiled) || !errors.As(err, &nc) {
+		t.Fatalf("another cache: %v, want a *KernelNotCompiledError matching ErrKernelNotCompiled", err)
+	}
+	if want := filepath.Join(other, sourceKernelDirName, filepath.Base(filepath.Dir(got)), vmlinuxName); nc.Vmlinux != want || nc.Tarball != tarball {
+		t.Errorf("KernelNotCompiledError = %+v, want Vmlinux %s, Tarball %s", nc, want, tarball)
+	}
+	var me *MissingError
+	_, err = CachedSourceKernel(Options{KernelSourceTarball: tarball + ".missing", CacheDir: cache})
+	if !errors.Is(err, ErrKernelNotCompiled) || !errors.As(err, &me) {
+		t.Errorf("no tarball: %v, want ErrKernelNotCompiled and a *MissingError", err)
+	}
+	if n := opens.Load(); n != 0 {
+		t.Errorf("the tarball was opened %d times, want 0", n)
+	}
+}

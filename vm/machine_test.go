@@ -339,20 +339,38 @@ func TestDialVsock(t *testing.T) {
 	}
 	defer m.Destroy(t.Context())
 
-	// The guest starts listening only after the first dial attempts failed.
+	// A dial while the guest does not listen yet keeps retrying; one with a
+	// short deadline ends with it. Only once that one ended (its attempts
+	// failed, and the first dial's meanwhile) does the guest listen: the
+	// first dial then connects.
 	const port = 1024
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		time.Sleep(150 * time.Millisecond)
-		echo(guestListener(t, guestDir, port), "")
-	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	conn, err := m.DialVsock(ctx, port)
-	if err != nil {
-		t.Fatal(err)
+	type dialed struct {
+		conn net.Conn
+		err  error
 	}
+	first := make(chan dialed, 1)
+	go func() {
+		conn, err := m.DialVsock(ctx, port)
+		first <- dialed{conn, err}
+	}()
+	early, cancel1 := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel1()
+	if _, err := m.DialVsock(early, port); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("dial before the guest listens = %v, want DeadlineExceeded", err)
+	}
+	done := make(chan struct{})
+	l := guestListener(t, guestDir, port)
+	go func() {
+		defer close(done)
+		echo(l, "")
+	}()
+	d := <-first
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	conn := d.conn
 	r := bufio.NewReader(conn)
 	if line, _ := r.ReadString('\n'); line != "hello from the vmm\n" {
 		t.Errorf("bytes that came with OK were lost: got %q", line)

@@ -19,6 +19,10 @@ import (
 // "OK 4294967295", is 13 bytes.
 const maxAnswerLen = 64
 
+// testHookRetry, when not nil, is called with each failed attempt that
+// DialRetry is about to retry. Only tests set it.
+var testHookRetry func(error)
+
 // Backoff of DialRetry.
 const (
 	minRetryDelay = 2 * time.Millisecond
@@ -55,38 +59,59 @@ func DialRetry(ctx context.Context, udsPath string, port uint32) (*Conn, error) 
 	var (
 		c         *Conn
 		last, cur error // the last error not caused by ctx, and the latest
+		cerr      error // how ctx ended, once it has
 	)
 	err := retry.Do(ctx, retry.Backoff{Min: minRetryDelay, Max: maxRetryDelay}, func(ctx context.Context) error {
 		var err error
 		c, err = Dial(ctx, udsPath, port)
-		switch {
-		case err == nil:
+		if err == nil {
 			return nil
-		case ctx.Err() != nil:
+		}
+		if cerr = ctxEnded(ctx, err); cerr != nil {
 			cur = err
-			return err
-		case !retryable(err):
+			return retry.Permanent(err)
+		}
+		if !retryable(err) {
 			return retry.Permanent(err)
 		}
 		last, cur = err, err
+		if testHookRetry != nil {
+			testHookRetry(err)
+		}
 		return err
 	})
 	switch {
 	case err == nil:
 		return c, nil
-	case ctx.Err() != nil:
-		return nil, retryError(ctx, udsPath, port, last, cur)
+	case cerr == nil && ctx.Err() != nil:
+		cerr = ctx.Err()
+	}
+	if cerr != nil {
+		return nil, retryError(cerr, udsPath, port, last, cur)
 	}
 	return nil, err
 }
 
-// retryError is DialRetry's error once ctx ended: ctx's error and that of the
-// last attempt that did not fail because of ctx.
-func retryError(ctx context.Context, udsPath string, port uint32, last, cur error) error {
-	if last == nil || !errors.Is(cur, ctx.Err()) {
+// ctxEnded returns ctx's error, or context.DeadlineExceeded when the
+// attempt's error says ctx's deadline passed before ctx's own timer fired
+// (the dialer's copy of the deadline can fire first); nil while ctx lasts.
+func ctxEnded(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if dl, ok := ctx.Deadline(); ok && errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// retryError is DialRetry's error once ctx ended with cerr: cerr and the
+// error of the last attempt that did not fail because of ctx.
+func retryError(cerr error, udsPath string, port uint32, last, cur error) error {
+	if last == nil || !errors.Is(cur, cerr) {
 		last = cur
 	}
-	if errors.Is(last, ctx.Err()) {
+	if errors.Is(last, cerr) {
 		return last
 	}
 	if oe, ok := last.(*net.OpError); ok {
@@ -94,7 +119,7 @@ func retryError(ctx context.Context, udsPath string, port uint32, last, cur erro
 	}
 	return &net.OpError{
 		Op: "dial", Net: "vsock", Addr: &Addr{Path: udsPath, Port: port},
-		Err: fmt.Errorf("%w; last attempt: %w", ctx.Err(), last),
+		Err: fmt.Errorf("%w; last attempt: %w", cerr, last),
 	}
 }
 

@@ -210,29 +210,46 @@ func TestDialContextEndsMidHandshake(t *testing.T) {
 }
 
 // TestDialSuccessClearsDeadline checks that ctx's deadline does not outlive
-// the handshake.
+// the handshake: the guest's data is sent, and read, only once the
+// deadline has passed.
 func TestDialSuccessClearsDeadline(t *testing.T) {
+	expired := make(chan struct{})
 	f := startFakeFC(t, tempSocketPath(t), func(c net.Conn, br *bufio.Reader, _ string) bool {
 		io.WriteString(c, "OK 1073741824\n")
-		time.Sleep(150 * time.Millisecond)
+		<-expired
 		io.WriteString(c, "late")
 		return waitClientClose(c, br)
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
 	c, err := vsock.Dial(ctx, f.Path, 52)
 	if err != nil {
+		close(expired)
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cancel()
+	<-ctx.Done()
+	close(expired)
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("ctx ended with %v, want its deadline", ctx.Err())
+	}
 	got := make([]byte, 4)
 	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("read after ctx ended: %v", err)
+		t.Fatalf("read after ctx's deadline: %v", err)
 	}
 }
 
+// TestDialRetrySocketAppears starts DialRetry before the socket exists and
+// creates it once an attempt failed for want of it.
 func TestDialRetrySocketAppears(t *testing.T) {
 	path := tempSocketPath(t)
+	failed := make(chan error, 1)
+	defer vsock.SetTestHookRetry(func(err error) {
+		select {
+		case failed <- err:
+		default:
+		}
+	})()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	type result struct {
@@ -244,7 +261,9 @@ func TestDialRetrySocketAppears(t *testing.T) {
 		c, err := vsock.DialRetry(ctx, path, 52)
 		done <- result{c, err}
 	}()
-	time.Sleep(30 * time.Millisecond)
+	if err := <-failed; !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("first attempt failed with %v, want ENOENT", err)
+	}
 	startFakeFC(t, path, answer("OK 1073741824\n"))
 	r := <-done
 	if r.err != nil {

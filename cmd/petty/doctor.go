@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/qemu"
 	"github.com/pettyvm/petty/vm"
 )
@@ -34,7 +35,7 @@ func (a *app) doctorCommand() *cobra.Command {
 		Short: "Show what this host can run, and how to fix what is missing",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			checks := doctorChecks(firecrackerBin)
+			checks := defaultDoctorHost(firecrackerBin).checks()
 			printChecks(a.stdout, checks)
 			s, err := vm.SelectVMM(vm.AutoVMM, firecrackerBin)
 			if err != nil {
@@ -64,20 +65,70 @@ func printChecks(w io.Writer, checks []check) {
 	}
 }
 
-func doctorChecks(firecrackerBin string) []check {
+// Fixes petty doctor gives for a missing part.
+const (
+	firecrackerFix = vm.FirecrackerFix
+	qemuFix        = "apt-get install qemu-system-x86"
+	vhostVsockFix  = "modprobe vhost_vsock"
+	tunFix         = "modprobe tun"
+	busyboxFix     = "apt-get install busybox-static"
+	kernelFix      = "apt-get install linux-image-cloud-amd64 (or pass --kernel)"
+	cacheFix       = "petty image build (petty run builds it on first use)"
+	fcKernelFix    = kernelSourceBuildCommand + " (≈9 min on 2 cores; petty run never compiles it)"
+)
+
+// Names of petty doctor's checks.
+const (
+	checkKVM         = "KVM"
+	checkFirecracker = "firecracker"
+	checkQEMU        = "qemu"
+	checkVhostVsock  = "vhost-vsock"
+	checkTun         = "tun"
+	checkBusybox     = "busybox-static"
+	checkKernel      = "guest kernel"
+	checkAgent       = agentBinary
+	checkCache       = "image cache"
+	checkFCKernel    = "fc guest kernel"
+)
+
+// doctorHost is where petty doctor looks; tests point it elsewhere.
+// Executables (firecracker, qemu, petty-agent) are looked for as a run
+// does: $PATH and the environment.
+type doctorHost struct {
+	firecrackerBin string // --firecracker-bin
+	busybox        string // the default image's busybox
+	kernelGlob     string // the default image's kernels
+	tun            string // /dev/net/tun
+	// kernelSourceTarball is the Firecracker kernel's source; "" for
+	// image's default.
+	kernelSourceTarball string
+}
+
+// defaultDoctorHost is the host as a run sees it.
+func defaultDoctorHost(firecrackerBin string) doctorHost {
+	return doctorHost{
+		firecrackerBin: firecrackerBin,
+		busybox:        "/bin/busybox",
+		kernelGlob:     "/boot/vmlinuz-*-cloud-amd64",
+		tun:            "/dev/net/tun",
+	}
+}
+
+// checks diagnoses h, one check per part, in a fixed order.
+func (h doctorHost) checks() []check {
 	var cs []check
 
-	sel, _ := vm.SelectVMM(vm.AutoVMM, firecrackerBin) // auto never fails
-	k := check{name: "KVM", ok: sel.KVM, detail: "/dev/kvm is usable"}
-	if !sel.KVM {
-		k.detail = sel.KVMWhy
+	kvmOK, why := qemu.KVMUsable()
+	k := check{name: checkKVM, ok: kvmOK, detail: "/dev/kvm is usable"}
+	if !kvmOK {
+		k.detail = why
 		k.fix = kvmFix()
 		k.optional = true // QEMU/TCG still works
 	}
 	cs = append(cs, k)
 
-	fc := check{name: "firecracker", optional: true, fix: vm.FirecrackerFix}
-	if p := sel.FirecrackerBin; p != "" {
+	fc := check{name: checkFirecracker, optional: true, fix: firecrackerFix}
+	if p, _ := vm.FindFirecracker(h.firecrackerBin); p != "" {
 		v, err := commandVersion(p, "--version")
 		fc.ok = err == nil
 		fc.detail = p + ": " + v
@@ -89,7 +140,7 @@ func doctorChecks(firecrackerBin string) []check {
 	}
 	cs = append(cs, fc)
 
-	q := check{name: "qemu", fix: "apt-get install qemu-system-x86"}
+	q := check{name: checkQEMU, fix: qemuFix}
 	if p, err := qemu.FindBinary(); err != nil {
 		q.detail = qemu.BinaryName + " not found"
 	} else if v, err := qemu.Version(p); err != nil {
@@ -106,16 +157,30 @@ func doctorChecks(firecrackerBin string) []check {
 	}
 
 	cs = append(cs,
-		check{name: "vhost-vsock", ok: qemu.VhostVsockAvailable(), optional: true,
+		check{name: checkVhostVsock, ok: qemu.VhostVsockAvailable(), optional: true,
 			detail: onOff(qemu.VhostVsockAvailable(), "/dev/vhost-vsock is usable", "/dev/vhost-vsock is not usable (petty's QEMU VMs use virtio-serial instead)"),
-			fix:    "modprobe vhost_vsock"},
-		charDevCheck("tun", "/dev/net/tun", "needed only for --tap", "modprobe tun"),
-		busyboxCheck("/bin/busybox"),
-		kernelCheck(),
+			fix:    vhostVsockFix},
+		charDevCheck(checkTun, h.tun, "needed only for --tap", tunFix),
+		busyboxCheck(h.busybox),
+		kernelCheck(h.kernelGlob),
 		agentCheck(),
 		cacheCheck(),
+		fcKernelCheck(h.kernelSourceTarball),
 	)
 	return cs
+}
+
+// fcKernelCheck reports whether the kernel a run under Firecracker boots
+// (compiled from source) is in the image cache.
+func fcKernelCheck(tarball string) check {
+	c := check{name: checkFCKernel, optional: true, fix: fcKernelFix}
+	p, err := image.CachedSourceKernel(image.Options{KernelSourceTarball: tarball})
+	if err != nil {
+		c.detail = "not compiled (Firecracker runs without --kernel need it)"
+		return c
+	}
+	c.ok, c.detail = true, p
+	return c
 }
 
 // kvmFix says how to make /dev/kvm usable.
@@ -151,7 +216,7 @@ func charDevCheck(name, path, why, fix string) check {
 }
 
 func busyboxCheck(path string) check {
-	c := check{name: "busybox-static", fix: "apt-get install busybox-static"}
+	c := check{name: checkBusybox, fix: busyboxFix}
 	f, err := elf.Open(path)
 	if err != nil {
 		c.detail = fmt.Sprintf("%s: %v (the default guest image needs it)", path, err)
@@ -168,11 +233,11 @@ func busyboxCheck(path string) check {
 	return c
 }
 
-func kernelCheck() check {
-	c := check{name: "guest kernel", fix: "apt-get install linux-image-cloud-amd64 (or pass --kernel)"}
-	m, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
+func kernelCheck(glob string) check {
+	c := check{name: checkKernel, fix: kernelFix}
+	m, _ := filepath.Glob(glob)
 	if len(m) == 0 {
-		c.detail = "no /boot/vmlinuz-*-cloud-amd64 for the default guest image"
+		c.detail = "no " + glob + " for the default guest image"
 		return c
 	}
 	c.ok, c.detail = true, m[len(m)-1]
@@ -180,7 +245,7 @@ func kernelCheck() check {
 }
 
 func agentCheck() check {
-	c := check{name: agentBinary}
+	c := check{name: checkAgent}
 	p, err := findAgent()
 	if err != nil {
 		c.detail = "not found next to petty nor in $PATH (the default guest image needs it)"
@@ -196,7 +261,7 @@ func agentCheck() check {
 }
 
 func cacheCheck() check {
-	c := check{name: "image cache", optional: true}
+	c := check{name: checkCache, optional: true}
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		c.detail = "no cache directory: " + err.Error()
@@ -213,7 +278,7 @@ func cacheCheck() check {
 	}
 	c.ok = n > 0
 	c.detail = fmt.Sprintf("%s: %d image(s)", dir, n)
-	c.fix = "petty image build (petty run builds it on first use)"
+	c.fix = cacheFix
 	return c
 }
 

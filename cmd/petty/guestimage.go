@@ -70,17 +70,31 @@ func buildDefaultImage(ctx context.Context, opts image.Options, prog *progress, 
 	return img, nil
 }
 
+// kernelSourceBuildCommand is the command that compiles the Firecracker
+// guest kernel into the image cache.
+const kernelSourceBuildCommand = "petty image build --kernel-source"
+
+// errKernelNotBuilt reports that a run needs the kernel compiled from
+// source and it is not in the cache: petty run never compiles it.
+var errKernelNotBuilt = errors.New("the Firecracker guest kernel is not built")
+
 // resolveImage returns the kernel, initrd and rootfs of the run: the flags
 // when --kernel is given, else the default guest image (initramfs only).
 // Under Firecracker that image's kernel is the minimal one compiled from
-// Debian's linux-source (image.Options.KernelSource; built once, then
-// cached): Firecracker announces its devices on the kernel command line,
-// which Debian's packaged kernels do not read.
+// Debian's linux-source (image.Options.KernelSource): Firecracker
+// announces its devices on the kernel command line, which Debian's
+// packaged kernels do not read. A run only takes it from the cache
+// (image.Options.NoCompile): when it is not there, it fails at once with
+// errKernelNotBuilt naming the command that compiles it.
 func (f *vmFlags) resolveImage(ctx context.Context, vmm vm.VMM, prog *progress, log *slog.Logger) (guestImage, error) {
 	if f.kernel != "" {
 		return guestImage{kernel: f.kernel, initrd: f.initrd, rootfs: f.rootfs}, nil
 	}
-	img, err := buildDefaultImage(ctx, image.Options{KernelSource: vmm == vm.Firecracker}, prog, log)
+	fromSource := vmm == vm.Firecracker
+	img, err := buildDefaultImage(ctx, image.Options{KernelSource: fromSource, NoCompile: fromSource}, prog, log)
+	if errors.Is(err, image.ErrKernelNotCompiled) {
+		return guestImage{}, fmt.Errorf("%w: compile it once (≈9 min on 2 cores) with `%s`, or pass --kernel: %w", errKernelNotBuilt, kernelSourceBuildCommand, err)
+	}
 	if err != nil {
 		return guestImage{}, err
 	}

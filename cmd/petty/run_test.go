@@ -276,19 +276,6 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
-func TestDoctor(t *testing.T) {
-	h := newHarness(t)
-	res := h.run(nil, "doctor", "--firecracker-bin", h.fake)
-	if res.code != 0 {
-		t.Fatalf("doctor: code %d, stderr %q", res.code, res.stderr)
-	}
-	for _, want := range []string{"KVM", "firecracker", "qemu", "busybox-static", "--vmm auto picks"} {
-		if !strings.Contains(res.stdout, want) {
-			t.Errorf("doctor output lacks %q:\n%s", want, res.stdout)
-		}
-	}
-}
-
 func TestVersion(t *testing.T) {
 	h := newHarness(t)
 	res := h.run(nil, "version")
