@@ -82,6 +82,7 @@ const (
 	checkKVM         = "KVM"
 	checkFirecracker = "firecracker"
 	checkQEMU        = "qemu"
+	checkQEMUSeccomp = "qemu seccomp"
 	checkVhostVsock  = "vhost-vsock"
 	checkTun         = "tun"
 	checkBusybox     = "busybox-static"
@@ -147,7 +148,7 @@ func (h doctorHost) checks() []check {
 		q.detail = err.Error()
 	} else {
 		q.ok, q.detail = true, p+": "+v
-		sb := check{name: "qemu seccomp", optional: true, ok: qemu.SandboxSupported(p),
+		sb := check{name: checkQEMUSeccomp, optional: true, ok: qemu.SandboxSupported(p),
 			fix: "use a QEMU built with seccomp (Debian's qemu-system-x86 is)"}
 		sb.detail = onOff(sb.ok, "-sandbox "+qemu.SandboxOptions, p+" has no usable -sandbox: QEMU runs without its seccomp filter")
 		cs = append(cs, q, sb)

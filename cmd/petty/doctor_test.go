@@ -68,7 +68,7 @@ func TestDoctor(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]diagnosis{
-			checkFirecracker: {Optional: true, Fix: "download firecracker v1.16 from https://github.com/firecracker-microvm/firecracker/releases into $PATH, or set $PETTY_FIRECRACKER_BIN (or --firecracker-bin)"},
+			checkFirecracker: {Optional: true, Fix: "download firecracker v1.16 from https://github.com/firecracker-microvm/firecracker/releases into $PATH, or set $PETTY_FIRECRACKER_BIN (petty: --firecracker-bin)"},
 			checkQEMU:        {Fix: "apt-get install qemu-system-x86"},
 			checkTun:         {Optional: true, Fix: "modprobe tun"},
 			checkBusybox:     {Fix: "apt-get install busybox-static"},
@@ -137,6 +137,7 @@ func TestDoctor(t *testing.T) {
 		want := map[string]diagnosis{
 			checkFirecracker: {OK: true, Optional: true},
 			checkQEMU:        {OK: true},
+			checkQEMUSeccomp: {OK: true, Optional: true},
 			checkTun:         {OK: true, Optional: true},
 			checkBusybox:     {OK: true},
 			checkKernel:      {OK: true},
