@@ -100,6 +100,7 @@ func (v *vmm) sendCtrlAltDelLocked() error {
 		return err
 	}
 	if v.sw.ignoreCtrlAltDel {
+		fmt.Fprint(os.Stdout, "[    1.000000] fake guest: Ctrl-Alt-Del ignored\n")
 		return nil
 	}
 	time.AfterFunc(10*time.Millisecond, func() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"syscall"
 )
@@ -66,11 +67,13 @@ func startGuest(cmd, guestDir string) error {
 		c.Env = append(c.Env, "FAKEFC_GUEST_DIR="+guestDir)
 	}
 	// Pdeathsig covers the fake being SIGKILLed: the shell (often exec'd into
-	// the guest command) dies with it.
+	// the guest command, such as a host-run petty-agent) dies with it. The
+	// kernel sends it when the thread that forked exits, not the process:
+	// spawnOnLockedThread forks from a thread that lives as long as the fake.
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	proc.mu.Lock()
 	defer proc.mu.Unlock()
-	if err := c.Start(); err != nil {
+	if err := spawnOnLockedThread(c); err != nil {
 		return err
 	}
 	proc.guestPgid = c.Process.Pid
@@ -80,6 +83,37 @@ func startGuest(cmd, guestDir string) error {
 		exit(0)
 	}()
 	return nil
+}
+
+// spawner forks children from one goroutine locked to its OS thread for the
+// life of the process, so that a child's Pdeathsig fires when the fake dies
+// and never earlier: the Go runtime ends a thread whose goroutine exits while
+// locked to it (golang.org/issue/27505), and any goroutine may run on any
+// thread.
+var spawner struct {
+	once sync.Once
+	reqs chan spawnReq
+}
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	errc chan error
+}
+
+// spawnOnLockedThread starts c from the spawner's locked thread.
+func spawnOnLockedThread(c *exec.Cmd) error {
+	spawner.once.Do(func() {
+		spawner.reqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread must outlive every child
+			for r := range spawner.reqs {
+				r.errc <- r.cmd.Start()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	spawner.reqs <- spawnReq{cmd: c, errc: errc}
+	return <-errc
 }
 
 func exitDesc(err error) string {

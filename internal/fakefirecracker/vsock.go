@@ -100,6 +100,10 @@ func (d *vsockDevice) serve(host *net.UnixConn) {
 		_ = host.Close()
 		return
 	}
+	if d.v.sw.vsockSilent {
+		d.blackhole(host, br, port)
+		return
+	}
 	guestDir := d.v.sw.guestDir
 	if guestDir == "" {
 		guestDir = d.guestDir
@@ -118,6 +122,17 @@ func (d *vsockDevice) serve(host *net.UnixConn) {
 		return
 	}
 	bridge(host, br, guest)
+}
+
+// blackhole is FAKEFC_VSOCK_SILENT: a guest that accepts the connection and
+// never answers (a hung agent). The fake says OK, then swallows what the host
+// sends until the host closes or the fake exits.
+func (d *vsockDevice) blackhole(host *net.UnixConn, br *bufio.Reader, port uint32) {
+	defer host.Close()
+	if _, err := io.WriteString(host, "OK "+strconv.FormatUint(uint64(d.hostPort(port)), 10)+"\n"); err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, br)
 }
 
 // readConnect reads "CONNECT <port>\n"; anything else is malformed.
