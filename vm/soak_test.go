@@ -40,6 +40,8 @@ const (
 	faultAgentSilent                // FAKEFC_VSOCK_SILENT: the guest accepts and never answers
 	faultAgentDies                  // the host-run agent is SIGKILLed after the first Ping
 	faultCancelAtStart              // Start's ctx ends within a few ms (or before Start)
+	faultCancelDuringBoot           // FAKEFC_START_DELAY: Start's ctx ends while the VMM boots
+	faultDestroyDuringStart         // FAKEFC_START_DELAY: Destroy is called while Start waits for the boot
 	faultCancelDuringDial           // Agent's ctx ends within a few ms
 	faultCancelDuringExec           // Exec's ctx is cancelled while the command runs
 	faultShutdownIgnored            // the VMM ignores Ctrl-Alt-Del and SIGTERM: Shutdown must SIGKILL by its deadline
@@ -49,7 +51,7 @@ const (
 var soakFaultNames = [...]string{
 	"none", "crash-at-start", "crash-mid-exec", "api-config", "api-instance-start", "api-answer",
 	"slow-socket", "socket-too-late", "agent-absent", "agent-silent", "agent-dies",
-	"cancel-at-start", "cancel-during-dial", "cancel-during-exec", "shutdown-ignored",
+	"cancel-at-start", "cancel-during-boot", "destroy-during-start", "cancel-during-dial", "cancel-during-exec", "shutdown-ignored",
 }
 
 func (f soakFault) String() string { return soakFaultNames[f] }
@@ -72,6 +74,8 @@ func (f soakFault) env(agentCmd string) []string {
 		return []string{"FAKEFC_SOCKET_DELAY=5s"}
 	case faultAgentAbsent:
 		return nil
+	case faultCancelDuringBoot, faultDestroyDuringStart:
+		return []string{guest, "FAKEFC_START_DELAY=5s"}
 	case faultAgentSilent:
 		return []string{guest, "FAKEFC_VSOCK_SILENT=1"}
 	case faultShutdownIgnored:
@@ -196,6 +200,11 @@ func newSoak(t *testing.T) *soak {
 			k, v, _ := strings.Cut(kv, "=")
 			fmt.Fprintf(&script, "export %s=%s\n", k, shellQuote(v))
 		}
+		if f == faultDestroyDuringStart {
+			// On the console: the VMM process runs (the event Destroy
+			// waits for).
+			script.WriteString("echo soak: vmm spawned\n")
+		}
 		fmt.Fprintf(&script, "exec %s \"$@\"\n", shellQuote(fc))
 		s.wrappers[f] = filepath.Join(s.root, "firecracker-"+f.String())
 		if err := os.WriteFile(s.wrappers[f], []byte(script.String()), 0o700); err != nil {
@@ -236,7 +245,12 @@ func (s *soak) cycle(i int, f soakFault) {
 	fail := func(format string, args ...any) {
 		t.Errorf("cycle %d (%v): %s", i, f, fmt.Sprintf(format, args...))
 	}
-	m, err := vm.New(s.config(f))
+	cfg := s.config(f)
+	spawned := &lineNotifier{line: make(chan struct{})}
+	if f == faultDestroyDuringStart {
+		cfg.Console = spawned
+	}
+	m, err := vm.New(cfg)
 	if err != nil {
 		fail("New: %v", err)
 		return
@@ -258,8 +272,30 @@ func (s *soak) cycle(i int, f soakFault) {
 		// socket, or during the boot.
 		startCtx, cancel = context.WithTimeout(startCtx, time.Duration(i%5)*2*time.Millisecond)
 		defer cancel()
+	case faultCancelDuringBoot:
+		startCtx, cancel = context.WithTimeout(startCtx, 150*time.Millisecond)
+		defer cancel()
+	case faultDestroyDuringStart:
+		// Another goroutine (say, a signal handler) destroys the Machine
+		// once its VMM runs, while Start waits for the 5 s boot; Start
+		// must give up then.
+		destroyed := make(chan struct{})
+		defer func() { <-destroyed }()
+		go func() {
+			defer close(destroyed)
+			select {
+			case <-spawned.line:
+			case <-startCtx.Done():
+				return
+			}
+			s.timed(i, f, "Destroy during Start", m.Destroy)
+		}()
 	}
+	startBegan := time.Now()
 	err = m.Start(startCtx)
+	if f == faultDestroyDuringStart && time.Since(startBegan) > soakStopTimeout+soakStopSlack {
+		fail("Start returned %v after it began, although Destroy was called meanwhile", time.Since(startBegan))
+	}
 	switch f {
 	case faultCrashAtStart, faultAPIConfig, faultAPIInstanceStart:
 		var ee *vm.ExitError
@@ -270,13 +306,17 @@ func (s *soak) cycle(i int, f soakFault) {
 		if err == nil {
 			fail("Start succeeded despite a 400 answer")
 		}
-	case faultSocketTooLate:
+	case faultSocketTooLate, faultCancelDuringBoot:
 		if !errors.Is(err, context.DeadlineExceeded) {
 			fail("Start = %v, want DeadlineExceeded", err)
 		}
 	case faultCancelAtStart:
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			fail("Start = %v, want nil or DeadlineExceeded", err)
+		}
+	case faultDestroyDuringStart:
+		if err == nil {
+			fail("Start succeeded although Destroy was called meanwhile")
 		}
 	default:
 		if err != nil {
@@ -285,7 +325,7 @@ func (s *soak) cycle(i int, f soakFault) {
 	}
 	if err != nil {
 		s.outcome(f, "start-failed")
-		if st := m.State(); st != vm.Stopped || m.PID() != 0 {
+		if st := m.State(); (st != vm.Stopped && f != faultDestroyDuringStart) || m.PID() != 0 {
 			fail("after a failed Start: state %v, pid %d", st, m.PID())
 		}
 		return
