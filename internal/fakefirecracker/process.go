@@ -67,53 +67,28 @@ func startGuest(cmd, guestDir string) error {
 		c.Env = append(c.Env, "FAKEFC_GUEST_DIR="+guestDir)
 	}
 	// Pdeathsig covers the fake being SIGKILLed: the shell (often exec'd into
-	// the guest command, such as a host-run petty-agent) dies with it. The
-	// kernel sends it when the thread that forked exits, not the process:
-	// spawnOnLockedThread forks from a thread that lives as long as the fake.
+	// the guest command) dies with it. Linux sends it when the forking
+	// *thread* exits, so one goroutine locked to its thread starts the guest
+	// and waits for it; the thread lives until the fake exits.
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	proc.mu.Lock()
-	defer proc.mu.Unlock()
-	if err := spawnOnLockedThread(c); err != nil {
-		return err
-	}
-	proc.guestPgid = c.Process.Pid
+	started := make(chan error, 1)
 	go func() {
-		err := c.Wait()
+		runtime.LockOSThread() // never unlocked: the fake exits below
+		proc.mu.Lock()
+		err := c.Start()
+		if err == nil {
+			proc.guestPgid = c.Process.Pid
+		}
+		proc.mu.Unlock()
+		started <- err
+		if err != nil {
+			return
+		}
+		err = c.Wait()
 		fmt.Fprintf(os.Stdout, "[    9.000000] fake guest: exited (%v); reboot: Restarting system\n", exitDesc(err))
 		exit(0)
 	}()
-	return nil
-}
-
-// spawner forks children from one goroutine locked to its OS thread for the
-// life of the process, so that a child's Pdeathsig fires when the fake dies
-// and never earlier: the Go runtime ends a thread whose goroutine exits while
-// locked to it (golang.org/issue/27505), and any goroutine may run on any
-// thread.
-var spawner struct {
-	once sync.Once
-	reqs chan spawnReq
-}
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	errc chan error
-}
-
-// spawnOnLockedThread starts c from the spawner's locked thread.
-func spawnOnLockedThread(c *exec.Cmd) error {
-	spawner.once.Do(func() {
-		spawner.reqs = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread must outlive every child
-			for r := range spawner.reqs {
-				r.errc <- r.cmd.Start()
-			}
-		}()
-	})
-	errc := make(chan error, 1)
-	spawner.reqs <- spawnReq{cmd: c, errc: errc}
-	return <-errc
+	return <-started
 }
 
 func exitDesc(err error) string {
