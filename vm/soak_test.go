@@ -28,23 +28,23 @@ import (
 type soakFault int
 
 const (
-	faultNone             soakFault = iota
-	faultCrashAtStart               // FAKEFC_CRASH_AT_START: the VMM dies at InstanceStart
-	faultCrashMidExec               // the VMM is SIGKILLed while a command runs through the agent
-	faultAPIConfig                  // FAKEFC_FAIL=/machine-config: the configuration is refused
-	faultAPIInstanceStart           // FAKEFC_FAIL=/actions: InstanceStart is refused
-	faultAPIAnswer                  // FAKEFC_FAIL=/: the VMM answers 400 to the API call Start makes
-	faultSlowSocket                 // FAKEFC_SOCKET_DELAY: the API socket appears late, within Start's ctx
-	faultSocketTooLate              // FAKEFC_SOCKET_DELAY past Start's ctx
-	faultAgentAbsent                // no agent behind the vsock: the fake refuses every CONNECT
-	faultAgentSilent                // FAKEFC_VSOCK_SILENT: the guest accepts and never answers
-	faultAgentDies                  // the host-run agent is SIGKILLed after the first Ping
-	faultCancelAtStart              // Start's ctx ends within a few ms (or before Start)
-	faultCancelDuringBoot           // FAKEFC_START_DELAY: Start's ctx ends while the VMM boots
-	faultDestroyDuringStart         // FAKEFC_START_DELAY: Destroy is called while Start waits for the boot
-	faultCancelDuringDial           // Agent's ctx ends within a few ms
-	faultCancelDuringExec           // Exec's ctx is cancelled while the command runs
-	faultShutdownIgnored            // the VMM ignores Ctrl-Alt-Del and SIGTERM: Shutdown must SIGKILL by its deadline
+	faultNone               soakFault = iota
+	faultCrashAtStart                 // FAKEFC_CRASH_AT_START: the VMM dies at InstanceStart
+	faultCrashMidExec                 // the VMM is SIGKILLed while a command runs through the agent
+	faultAPIConfig                    // FAKEFC_FAIL=/machine-config: the configuration is refused
+	faultAPIInstanceStart             // FAKEFC_FAIL=/actions: InstanceStart is refused
+	faultAPIAnswer                    // FAKEFC_FAIL=/: the VMM answers 400 to the API call Start makes
+	faultSlowSocket                   // FAKEFC_SOCKET_DELAY: the API socket appears late, within Start's ctx
+	faultSocketTooLate                // FAKEFC_SOCKET_DELAY past Start's ctx
+	faultAgentAbsent                  // no agent behind the vsock: the fake refuses every CONNECT
+	faultAgentSilent                  // FAKEFC_VSOCK_SILENT: the guest accepts and never answers
+	faultAgentDies                    // the host-run agent is SIGKILLed after the first Ping
+	faultCancelAtStart                // Start's ctx ends within a few ms (or before Start)
+	faultCancelDuringBoot             // FAKEFC_START_DELAY: Start's ctx ends while the VMM boots
+	faultDestroyDuringStart           // FAKEFC_START_DELAY: Destroy is called while Start waits for the boot
+	faultCancelDuringDial             // Agent's ctx ends within a few ms
+	faultCancelDuringExec             // Exec's ctx is cancelled while the command runs
+	faultShutdownIgnored              // the VMM ignores Ctrl-Alt-Del and SIGTERM: Shutdown must SIGKILL by its deadline
 	numSoakFaults
 )
 
@@ -102,6 +102,7 @@ type soak struct {
 	kernel   string
 	rootfs   string
 	wrappers [numSoakFaults]string // a fake firecracker with the fault's switches
+	bins     []string              // the fake firecracker and the agent, built for this test process
 
 	mu          sync.Mutex
 	vmmPIDs     []int
@@ -188,8 +189,9 @@ func newSoak(t *testing.T) *soak {
 			t.Fatal(err)
 		}
 	}
-	fc := testutil.FakeFirecracker(t)
-	agentCmd := "exec '" + testutil.Agent(t) + "' --listen unix://$FAKEFC_GUEST_DIR/1024"
+	fc, agentBin := testutil.FakeFirecracker(t), testutil.Agent(t)
+	s.bins = []string{fc, agentBin}
+	agentCmd := "exec '" + agentBin + "' --listen unix://$FAKEFC_GUEST_DIR/1024"
 	// The fake takes its switches from the environment, which Config does
 	// not set per VM: each fault gets a wrapper that exports them and
 	// execs the fake (same process).
@@ -380,6 +382,9 @@ func (s *soak) cycle(i int, f soakFault) {
 	s.mu.Lock()
 	s.agentPIDs = append(s.agentPIDs, info.PID)
 	s.mu.Unlock()
+	if s.warmingUp {
+		s.checkDetector(vmmPID, info.PID)
+	}
 
 	// Exec.
 	execCtx, cancelExec := context.WithTimeout(t.Context(), soakStepTimeout)
@@ -493,10 +498,12 @@ func (s *soak) timed(i int, f soakFault, name string, op func(context.Context) e
 }
 
 // checkProcesses fails the test for every process the soak started that
-// remains: a child of the test process (zombie or not) that was a VMM, or
-// any process whose working directory lies under the soak's root (the VMMs
-// run in their run directories, and their guests and the guests' commands
-// inherit it). Those found are killed, by pid. It returns how many there were.
+// remains: a child of the test process (zombie or not) that was a VMM; any
+// process running the fake firecracker or the agent that this test process
+// built (their directory is private to it); any process whose working
+// directory lies under the soak's root (the VMMs run in their run
+// directories, and their guests and the guests' commands inherit it). Those
+// found are killed, by pid. It returns how many there were.
 func (s *soak) checkProcesses() int {
 	t := s.t
 	leaked := 0
@@ -514,36 +521,62 @@ func (s *soak) checkProcesses() int {
 			leaked++
 		}
 	}
-	for _, pid := range processesUnder(s.root) {
+	for _, p := range s.ourProcesses() {
 		leaked++
-		t.Errorf("process left behind: pid %d (%s), cwd under %s", pid, comm(pid), s.root)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("process left behind: %s", p)
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
 	}
 	return leaked
 }
 
-// processesUnder lists the live processes whose working directory is dir or
-// lies under it (a removed directory reads "<path> (deleted)").
-func processesUnder(dir string) []int {
+// checkDetector proves that ourProcesses sees a running VMM and its agent,
+// so that finding none at the end means something.
+func (s *soak) checkDetector(pids ...int) {
+	found := map[int]bool{}
+	for _, p := range s.ourProcesses() {
+		found[p.pid] = true
+	}
+	for _, pid := range pids {
+		if !found[pid] {
+			s.t.Fatalf("the leak detector does not see running process %d", pid)
+		}
+	}
+}
+
+type soakProc struct {
+	pid            int
+	comm, exe, cwd string
+}
+
+func (p soakProc) String() string {
+	return fmt.Sprintf("pid %d (%s), exe %s, cwd %s", p.pid, p.comm, p.exe, p.cwd)
+}
+
+// ourProcesses lists the live processes that run one of s.bins or whose
+// working directory lies under s.root (a removed file or directory reads
+// "<path> (deleted)").
+func (s *soak) ourProcesses() []soakProc {
+	under := func(path, dir string) bool { return path == dir || strings.HasPrefix(path, dir+"/") }
 	entries, _ := os.ReadDir("/proc")
-	var pids []int
+	var out []soakProc
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err != nil {
-			continue
+		dir := filepath.Join("/proc", e.Name())
+		p := soakProc{pid: pid}
+		p.cwd, _ = os.Readlink(filepath.Join(dir, "cwd"))
+		p.exe, _ = os.Readlink(filepath.Join(dir, "exe"))
+		ours := under(p.cwd, s.root)
+		for _, b := range s.bins {
+			ours = ours || strings.TrimSuffix(p.exe, " (deleted)") == b
 		}
-		if (cwd == dir || strings.HasPrefix(cwd, dir+"/")) && testutil.Alive(pid) {
-			pids = append(pids, pid)
+		if ours && testutil.Alive(pid) {
+			b, _ := os.ReadFile(filepath.Join(dir, "comm"))
+			p.comm = strings.TrimSpace(string(b))
+			out = append(out, p)
 		}
 	}
-	return pids
-}
-
-func comm(pid int) string {
-	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
-	return strings.TrimSpace(string(b))
+	return out
 }
