@@ -113,7 +113,7 @@ type soak struct {
 	maxOverOp   string
 	stopSamples int
 	killed      []time.Duration // how late each Shutdown that had to SIGKILL returned
-	warmingUp   bool // set during the warm-up cycle, before the cycles run
+	warmingUp   bool            // set during the warm-up cycle, before the cycles run
 }
 
 // TestSoak runs create → start → agent → exec → destroy cycles on the fake
