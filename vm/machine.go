@@ -150,7 +150,7 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 		}
 		exitedOnItsOwn := p.exited()
 		p.kill()
-		if exitedOnItsOwn {
+		if exitedOnItsOwn || !diedOfSIGKILL(p.state) {
 			// The VMM died during the boot: its console tells why.
 			retErr = errors.Join(retErr, p.exitError(m.out))
 		}
@@ -178,6 +178,18 @@ func isAPIError(err error) bool {
 	var ae *firecracker.APIError
 	var qe *qemu.QMPError
 	return errors.As(err, &ae) || errors.As(err, &qe)
+}
+
+// diedOfSIGKILL reports whether the reaped process ended by SIGKILL (petty's,
+// as a rule). Any other end means that it exited on its own, even when it was
+// reaped only after petty's SIGKILL (a late reaper, or output pipes that a
+// descendant held open), and then its console tells why.
+func diedOfSIGKILL(st *os.ProcessState) bool {
+	if st == nil {
+		return true
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
 // reaped runs once the VMM process p of backend be has been reaped.
