@@ -64,3 +64,26 @@ func TestStartReportsCrashWhileOutputHeld(t *testing.T) {
 		t.Fatalf("Start = %v, want an *ExitError with the VMM's last words", err)
 	}
 }
+
+// TestShutdownDeadlineWhileOutputHeld: Shutdown returns within a second of
+// its deadline even when a descendant of the VMM holds the VMM's output
+// pipes open after SIGKILL (reaping must not wait for them that long).
+func TestShutdownDeadlineWhileOutputHeld(t *testing.T) {
+	cfg := fakeConfig(t)
+	withOutputHolder(t, &cfg, 10*time.Second, "FAKEFC_IGNORE_CTRLALTDEL=1", "FAKEFC_IGNORE_SIGTERM=1")
+	m, err := vm.Create(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Destroy(context.WithoutCancel(t.Context()))
+	ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	err = m.Shutdown(ctx)
+	if !errors.Is(err, vm.ErrKilled) {
+		t.Errorf("Shutdown = %v, want ErrKilled", err)
+	}
+	if late := time.Since(deadline); late > time.Second {
+		t.Errorf("Shutdown returned %v after its deadline, want under a second", late)
+	}
+}
