@@ -27,6 +27,8 @@ type Machine struct {
 	state State
 	be    backend  // the current boot's backend; nil before the first Start
 	proc  *process // the current boot's VMM; nil before the first Start
+	// destroyed is made by the first Destroy and closed once it is done.
+	destroyed chan struct{}
 }
 
 // New validates cfg, allocates an ID and a private 0700 run directory, and
@@ -111,6 +113,10 @@ func (m *Machine) ConsoleTail() []byte { return m.out.Tail(consoleTailSize) }
 // Machine is Stopped.
 func (m *Machine) Start(ctx context.Context) (retErr error) {
 	m.mu.Lock()
+	if m.destroyed != nil { // Destroy is under way, or done
+		m.mu.Unlock()
+		return opError("start", m.id, ErrDestroyed)
+	}
 	switch m.state {
 	case Destroyed:
 		m.mu.Unlock()
@@ -330,11 +336,20 @@ func (m *Machine) transition(ctx context.Context, op string, from, to State, cal
 
 // Destroy stops the VM if it runs (as Shutdown(ctx) does) and removes every
 // resource petty created for it: the run directory with its sockets and the
-// vsock socket. The Machine is unusable afterwards; Destroy is idempotent.
+// vsock socket. The Machine is unusable afterwards; Destroy is idempotent:
+// a call made while another Destroy is under way waits for it (within its
+// own ctx) and returns nil once everything is gone.
 func (m *Machine) Destroy(ctx context.Context) error {
-	if m.State() == Destroyed {
-		return nil
+	done, first := m.beginDestroy()
+	if !first {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return opError("destroy", m.id, ctx.Err())
+		}
 	}
+	defer close(done)
 	stopErr := m.Shutdown(ctx)
 	m.mu.Lock()
 	m.state = Destroyed
@@ -357,6 +372,19 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	}
 	m.log.Debug("destroyed")
 	return nil
+}
+
+// beginDestroy returns the channel that is closed once the Machine has been
+// destroyed, and whether the caller is the first Destroy, the one to do it.
+// From then on Start fails with ErrDestroyed.
+func (m *Machine) beginDestroy() (chan struct{}, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.destroyed != nil {
+		return m.destroyed, false
+	}
+	m.destroyed = make(chan struct{})
+	return m.destroyed, true
 }
 
 // newBackend returns a backend for the configured VMM.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,6 +46,8 @@ const (
 	faultCancelDuringDial             // Agent's ctx ends within a few ms
 	faultCancelDuringExec             // Exec's ctx is cancelled while the command runs
 	faultShutdownIgnored              // the VMM ignores Ctrl-Alt-Del and SIGTERM: Shutdown must SIGKILL by its deadline
+	faultPausedAtStop                 // the guest is paused (its processes SIGSTOPped) when Shutdown comes
+	faultConcurrentStop               // Shutdown, Destroy, Start and Agent race with the regular Shutdown and Destroy
 	numSoakFaults
 )
 
@@ -52,6 +55,7 @@ var soakFaultNames = [...]string{
 	"none", "crash-at-start", "crash-mid-exec", "api-config", "api-instance-start", "api-answer",
 	"slow-socket", "socket-too-late", "agent-absent", "agent-silent", "agent-dies",
 	"cancel-at-start", "cancel-during-boot", "destroy-during-start", "cancel-during-dial", "cancel-during-exec", "shutdown-ignored",
+	"paused-at-stop", "concurrent-stop",
 }
 
 func (f soakFault) String() string { return soakFaultNames[f] }
@@ -437,6 +441,55 @@ func (s *soak) cycle(i int, f soakFault) {
 		return
 	}
 	s.outcome(f, "exec-ok")
+	switch f {
+	case faultPausedAtStop:
+		if err := m.Pause(execCtx); err != nil {
+			fail("Pause: %v", err)
+		}
+	case faultConcurrentStop:
+		c.Close() // the deferred Close is then a no-op
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = s.timed(i, f, "concurrent Shutdown", m.Shutdown) })
+		wg.Go(func() {
+			if err := s.timed(i, f, "concurrent Destroy", m.Destroy); err != nil {
+				fail("concurrent Destroy: %v", err)
+			}
+		})
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), soakStopTimeout)
+			defer cancel()
+			if c, err := m.Agent(ctx); err == nil {
+				c.Close()
+			}
+		})
+		wg.Go(func() {
+			// A restart racing with Destroy must not leave a VMM behind:
+			// Start either fails or boots a VMM that Destroy then stops.
+			ctx, cancel := context.WithTimeout(t.Context(), soakStepTimeout)
+			defer cancel()
+			// Start is retried while it finds the VM running, so that
+			// it hits the moment Shutdown has stopped the VMM and Destroy
+			// has not finished.
+			for {
+				err := m.Start(ctx)
+				switch {
+				case err == nil:
+					s.outcome(f, "restarted")
+					if pid := m.PID(); pid != 0 {
+						s.mu.Lock()
+						s.vmmPIDs = append(s.vmmPIDs, pid)
+						s.mu.Unlock()
+					}
+				case errors.Is(err, vm.ErrAlreadyRunning):
+					runtime.Gosched()
+				default:
+					return
+				}
+			}
+		})
+		s.stop(i, f, m, vmmPID)
+		wg.Wait()
+	}
 }
 
 // execInterrupted runs cat through c, and calls interrupt once cat has
