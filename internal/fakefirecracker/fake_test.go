@@ -1000,7 +1000,10 @@ func TestGuestDiesWithKilledFake(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := tc.start(t)
-			_, pidfd := guestPID(t, p)
+			pid, pidfd := guestPID(t, p)
+			if holdsFile(t, pid, p.ready) {
+				t.Error("the guest inherited the FAKEFC_READY_FD pipe")
+			}
 			// Keep the fake busy on other threads meanwhile, so that the
 			// guest's parent thread is not simply the only one.
 			for range 20 {
@@ -1015,6 +1018,27 @@ func TestGuestDiesWithKilledFake(t *testing.T) {
 			}
 		})
 	}
+}
+
+// holdsFile reports whether process pid has a descriptor open on the same
+// file (pipe) as f.
+func holdsFile(t *testing.T, pid int, f *os.File) bool {
+	t.Helper()
+	want, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && os.SameFile(fi, want) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestVsockSilent(t *testing.T) {

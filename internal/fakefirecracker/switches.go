@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -48,6 +49,10 @@ func readSwitches() (*switches, error) {
 			return nil, fmt.Errorf("fake firecracker: bad FAKEFC_READY_FD %q: want a descriptor number from 3 on", s)
 		}
 		sw.readyFD = fd
+		// Inherited descriptors lack close-on-exec: the guest, started
+		// before the fake is ready when it boots from --config-file, must
+		// not hold the pipe open.
+		syscall.CloseOnExec(fd)
 	}
 	return sw, nil
 }
