@@ -449,12 +449,26 @@ func (s *soak) cycle(i int, f soakFault) {
 	case faultConcurrentStop:
 		c.Close() // the deferred Close is then a no-op
 		var wg sync.WaitGroup
-		wg.Go(func() { _ = s.timed(i, f, "concurrent Shutdown", m.Shutdown) })
-		wg.Go(func() {
-			if err := s.timed(i, f, "concurrent Destroy", m.Destroy); err != nil {
-				fail("concurrent Destroy: %v", err)
-			}
-		})
+		for j := range 2 {
+			wg.Go(func() {
+				// The second Destroy comes after a Shutdown, while the
+				// first is likely removing what the Machine left.
+				if j == 1 {
+					_ = s.timed(i, f, "concurrent Shutdown", m.Shutdown)
+				}
+				// A Destroy that waited for another may see its ctx end
+				// first; one that returns nil has left nothing behind.
+				err := s.timed(i, f, "concurrent Destroy", m.Destroy)
+				switch {
+				case err == nil:
+					if _, err := os.Stat(m.RunDir()); !errors.Is(err, os.ErrNotExist) {
+						fail("Destroy returned nil with the run dir still there (%v)", err)
+					}
+				case !errors.Is(err, context.DeadlineExceeded):
+					fail("concurrent Destroy: %v", err)
+				}
+			})
+		}
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(t.Context(), soakStopTimeout)
 			defer cancel()
@@ -487,8 +501,7 @@ func (s *soak) cycle(i int, f soakFault) {
 				}
 			}
 		})
-		s.stop(i, f, m, vmmPID)
-		wg.Wait()
+		wg.Wait() // then the deferred stop finds the Machine destroyed
 	}
 }
 
