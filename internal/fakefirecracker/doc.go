@@ -24,7 +24,10 @@
 // mode 0700 and removed on exit if the fake created it). If the guest socket
 // cannot be reached the host connection is closed without an answer, as
 // Firecracker does when the guest refuses; otherwise the fake answers
-// "OK <hostport>\n" and copies bytes both ways, honouring half-closes.
+// "OK <hostport>\n" and copies bytes both ways, honouring half-closes. A
+// connection made before the guest runs (or while it is paused) waits; at log
+// level Debug the fake logs "vsock: a host connection waits for the guest to
+// run" when one starts waiting.
 //
 // If $FAKEFC_GUEST_CMD is set, InstanceStart runs it with /bin/sh -c in its own
 // process group, with FAKEFC_GUEST_DIR exported and its output going to the

@@ -854,21 +854,60 @@ func TestVsockWaitsForBootAndResume(t *testing.T) {
 	p := startReady(t)
 	a := p.conn()
 	configure(t, p, a)
+	// The fake's debug log, on a named pipe, says when a connection is
+	// parked until the guest runs: then it surely has not answered.
+	fifo := filepath.Join(p.dir, "fc.fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logR, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0) // no writer yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logR.Close()
+	a.ok("PUT", "/logger", `{"log_path":`+q(fifo)+`,"level":"Debug"}`)
 	guestListener(t, filepath.Join(p.dir, "fake-guest"), 7, echoUntilEOF)
 	c := dialVsock(t, p)
 	if _, err := io.WriteString(c, "CONNECT 7\n"); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	if n, _ := c.Read(make([]byte, 16)); n != 0 {
-		t.Fatal("answered before InstanceStart")
+	_ = logR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	log := bufio.NewReader(logR)
+	for {
+		line, err := log.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the log does not say the connection waits: %v", err)
+		}
+		if strings.Contains(line, "waits for the guest to run") {
+			break
+		}
 	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n := unread(t, c); n != 0 {
+		t.Fatalf("answered (%d bytes) before InstanceStart", n)
+	}
 	a.ok("PUT", "/actions", `{"action_type":"InstanceStart"}`)
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "OK ") {
 		t.Fatalf("after start: %q, %v", line, err)
 	}
+}
+
+// unread returns how many bytes c has received that nobody has read, now.
+func unread(t *testing.T, c *net.UnixConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil {
+		t.Fatal(err)
+	}
+	if ierr != nil {
+		t.Fatalf("FIONREAD: %v", ierr)
+	}
+	return n
 }
 
 func TestVsockExplicitGuestDir(t *testing.T) {

@@ -36,6 +36,18 @@ func (g *runGate) shut() {
 	}
 }
 
+// isOpen reports whether the guest runs now.
+func (g *runGate) isOpen() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func (g *runGate) wait() {
 	g.mu.Lock()
 	ch := g.ch

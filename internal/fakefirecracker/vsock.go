@@ -93,6 +93,9 @@ func (d *vsockDevice) hostPort(guestPort uint32) uint32 {
 
 // serve handles one host-initiated connection: CONNECT, OK, then bridge.
 func (d *vsockDevice) serve(host *net.UnixConn) {
+	if !d.v.gate.isOpen() {
+		d.v.debug("vsock: a host connection waits for the guest to run")
+	}
 	d.v.gate.wait() // the guest must be running to answer
 	br := bufio.NewReaderSize(host, 4096)
 	port, ok := readConnect(br)
