@@ -33,6 +33,8 @@ type Machine struct {
 	// vsockFile is a user-supplied Vsock.Path (outside runDir): vm removes
 	// it only when it created it itself.
 	vsockFile *ownedFile
+	// destroyed is made by the first Destroy and closed once it is done.
+	destroyed chan struct{}
 }
 
 // New validates cfg, allocates an ID and returns a Machine in state Created.
@@ -157,6 +159,10 @@ func (m *Machine) ConsoleTail() []byte { return m.out.Tail(consoleTailSize) }
 // Machine is Stopped.
 func (m *Machine) Start(ctx context.Context) (retErr error) {
 	m.mu.Lock()
+	if m.destroyed != nil { // Destroy is under way, or done
+		m.mu.Unlock()
+		return opError("start", m.id, ErrDestroyed)
+	}
 	switch m.state {
 	case Destroyed:
 		m.mu.Unlock()
@@ -206,7 +212,7 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 		}
 		exitedOnItsOwn := p.exited()
 		p.kill()
-		if exitedOnItsOwn {
+		if exitedOnItsOwn || !diedOfSIGKILL(p.state) {
 			// The VMM died during the boot: its console tells why.
 			retErr = errors.Join(retErr, p.exitError(m.out))
 		}
@@ -237,6 +243,18 @@ func isAPIError(err error) bool {
 	var ae *firecracker.APIError
 	var qe *qemu.QMPError
 	return errors.As(err, &ae) || errors.As(err, &qe)
+}
+
+// diedOfSIGKILL reports whether the reaped process ended by SIGKILL (petty's,
+// as a rule). Any other end means that it exited on its own, even when it was
+// reaped only after petty's SIGKILL (a late reaper, or output pipes that a
+// descendant held open), and then its console tells why.
+func diedOfSIGKILL(st *os.ProcessState) bool {
+	if st == nil {
+		return true
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
 // reaped runs once the VMM process p of backend be has been reaped.
@@ -378,11 +396,21 @@ func (m *Machine) transition(ctx context.Context, op string, from, to State, cal
 
 // Destroy stops the VM if it runs (as Shutdown(ctx) does) and removes every
 // resource petty created for it: the run directory with its sockets, and
-// the vsock socket when vm created it. It removes nothing it did not create. The Machine is unusable afterwards; Destroy is idempotent.
+// the vsock socket when vm created it. It removes nothing it did not create.
+// The Machine is unusable afterwards; Destroy is idempotent: a call made
+// while another Destroy is under way waits for it (within its own ctx) and
+// returns nil once everything is gone.
 func (m *Machine) Destroy(ctx context.Context) error {
-	if m.State() == Destroyed {
-		return nil
+	done, first := m.beginDestroy()
+	if !first {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return opError("destroy", m.id, ctx.Err())
+		}
 	}
+	defer close(done)
 	stopErr := m.Shutdown(ctx)
 	m.mu.Lock()
 	m.state = Destroyed
@@ -407,6 +435,19 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	}
 	m.log.Debug("destroyed")
 	return nil
+}
+
+// beginDestroy returns the channel that is closed once the Machine has been
+// destroyed, and whether the caller is the first Destroy, the one to do it.
+// From then on Start fails with ErrDestroyed.
+func (m *Machine) beginDestroy() (chan struct{}, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.destroyed != nil {
+		return m.destroyed, false
+	}
+	m.destroyed = make(chan struct{})
+	return m.destroyed, true
 }
 
 // newBackend returns a backend for the configured VMM.

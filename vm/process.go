@@ -10,8 +10,10 @@ import (
 )
 
 // vmmWaitDelay bounds how long reaping waits for the VMM's output pipes once
-// the process has exited (a leaked grandchild could hold them open).
-const vmmWaitDelay = 2 * time.Second
+// the process has exited (a leaked grandchild could hold them open). What the
+// VMM wrote is drained within it; it is short because Shutdown, which returns
+// once the VMM is reaped, must be back within a second of its deadline.
+const vmmWaitDelay = 500 * time.Millisecond
 
 // process is one spawned VMM. done is closed once it has been reaped; state
 // and waitErr are valid from then on.

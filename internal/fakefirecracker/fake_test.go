@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pettyvm/petty/internal/testutil"
 )
 
@@ -28,15 +30,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is a bytes.Buffer safe for the exec copier and the test.
+// syncBuffer is a bytes.Buffer safe for the exec copier and the test; a
+// test can wait for the text it expects without polling.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced on every Write
 }
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{})} }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	close(s.changed)
+	s.changed = make(chan struct{})
 	return s.b.Write(p)
 }
 
@@ -46,12 +54,40 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitFor waits until the buffer holds want, or until done is closed (the
+// writer is gone) or timeout passes; it reports whether want arrived.
+func (s *syncBuffer) waitFor(want string, done <-chan struct{}, timeout time.Duration) bool {
+	return s.waitUntil(func(b string) bool { return strings.Contains(b, want) }, done, timeout)
+}
+
+// waitUntil is waitFor with a predicate on the whole buffer.
+func (s *syncBuffer) waitUntil(ok func(string) bool, done <-chan struct{}, timeout time.Duration) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		has, changed := ok(s.b.String()), s.changed
+		s.mu.Unlock()
+		if has {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-done:
+			return ok(s.String())
+		case <-timer.C:
+			return false
+		}
+	}
+}
+
 // fakeProc is one running fake firecracker.
 type fakeProc struct {
 	t      *testing.T
 	dir    string
 	sock   string
 	cmd    *exec.Cmd
+	ready  *os.File // read end of FAKEFC_READY_FD
 	stdout *syncBuffer
 	stderr *syncBuffer
 	done   chan struct{}
@@ -59,15 +95,28 @@ type fakeProc struct {
 }
 
 // startFake starts the fake with --api-sock <dir>/api.sock plus args, env
-// added to the environment. It does not wait for the socket.
+// added to the environment, and FAKEFC_READY_FD set. It does not wait for
+// the fake to be ready.
 func startFake(t *testing.T, dir string, env []string, args ...string) *fakeProc {
 	t.Helper()
 	bin := testutil.FakeFirecracker(t)
-	p := &fakeProc{t: t, dir: dir, sock: filepath.Join(dir, "api.sock"), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &fakeProc{t: t, dir: dir, sock: filepath.Join(dir, "api.sock"), stdout: newSyncBuffer(), stderr: newSyncBuffer(), done: make(chan struct{})}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ready = r
+	t.Cleanup(func() { r.Close() })
 	p.cmd = exec.Command(bin, append([]string{"--api-sock", p.sock}, args...)...)
-	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Env = append(append(os.Environ(), env...), "FAKEFC_READY_FD=3")
+	p.cmd.ExtraFiles = []*os.File{w}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
+	// A guest that outlives the fake holds its output pipes: Wait must
+	// not wait for them for long.
+	p.cmd.WaitDelay = time.Second
+	err = p.cmd.Start()
+	w.Close() // the fake holds the write end: EOF once it has exited
+	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
@@ -86,22 +135,33 @@ func startReady(t *testing.T, env ...string) *fakeProc {
 	return p
 }
 
+// waitReady waits for the fake's "ready" line on FAKEFC_READY_FD: its startup
+// is over, and its API socket, if it makes one, accepts connections. It fails
+// the test when the fake exits first.
+func (p *fakeProc) waitReady() {
+	p.t.Helper()
+	_ = p.ready.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(p.ready).ReadString('\n')
+	if line == "ready\n" {
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		<-p.done
+		p.t.Fatalf("fake exited before it was ready: %v\nstderr: %s", p.err, p.stderr.String())
+	}
+	p.t.Fatalf("waiting for the fake to be ready: %q, %v", line, err)
+}
+
+// waitSocket waits until the fake is ready and checks that its API socket
+// accepts connections.
 func (p *fakeProc) waitSocket() {
 	p.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		// The file exists from bind(2) on; it accepts only after listen(2).
-		if c, err := net.Dial("unix", p.sock); err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-p.done:
-			p.t.Fatalf("fake exited before creating its socket: %v\nstderr: %s", p.err, p.stderr.String())
-		case <-time.After(5 * time.Millisecond):
-		}
+	p.waitReady()
+	c, err := net.Dial("unix", p.sock)
+	if err != nil {
+		p.t.Fatalf("ready, but the API socket refuses: %v", err)
 	}
-	p.t.Fatal("the API socket did not appear")
+	c.Close()
 }
 
 // wait returns the exit code once the fake has exited.
@@ -122,11 +182,12 @@ func (p *fakeProc) wait() int {
 	return 0
 }
 
-func (p *fakeProc) exited(within time.Duration) bool {
+// hasExited reports whether the fake has exited, without waiting.
+func (p *fakeProc) hasExited() bool {
 	select {
 	case <-p.done:
 		return true
-	case <-time.After(within):
+	default:
 		return false
 	}
 }
@@ -514,15 +575,16 @@ func TestSocketsRemainAfterExit(t *testing.T) {
 }
 
 func TestSocketDelayAndNoSocket(t *testing.T) {
+	began := time.Now()
 	p := startFake(t, testutil.ShortTempDir(t), []string{"FAKEFC_SOCKET_DELAY=300ms"})
-	time.Sleep(100 * time.Millisecond)
-	if _, err := os.Stat(p.sock); err == nil {
-		t.Error("the socket appeared before FAKEFC_SOCKET_DELAY")
-	}
 	p.waitSocket()
+	if took := time.Since(began); took < 300*time.Millisecond {
+		t.Errorf("the socket accepted %v after the start, before FAKEFC_SOCKET_DELAY", took)
+	}
 
 	q := startFake(t, testutil.ShortTempDir(t), []string{"FAKEFC_NO_SOCKET=1"})
-	if q.exited(300 * time.Millisecond) {
+	q.waitReady()
+	if q.hasExited() {
 		t.Fatalf("FAKEFC_NO_SOCKET: exited: %v %s", q.err, q.stderr.String())
 	}
 	if _, err := os.Stat(q.sock); err == nil {
@@ -551,8 +613,10 @@ func TestCtrlAltDelIgnored(t *testing.T) {
 	configure(t, p, a)
 	a.ok("PUT", "/actions", `{"action_type":"InstanceStart"}`)
 	a.ok("PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`)
-	if p.exited(200 * time.Millisecond) {
-		t.Fatal("exited despite FAKEFC_IGNORE_CTRLALTDEL")
+	// Without the switch the fake schedules its exit instead of this line.
+	waitStdout(t, p, "Ctrl-Alt-Del ignored")
+	if strings.Contains(p.stdout.String(), "reboot: Restarting") {
+		t.Fatal("rebooting despite FAKEFC_IGNORE_CTRLALTDEL")
 	}
 	if s := a.state(); s != "Running" {
 		t.Errorf("state %q", s)
@@ -568,10 +632,12 @@ func TestSignals(t *testing.T) {
 		}
 	}
 	p := startReady(t, "FAKEFC_IGNORE_SIGTERM=1")
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	if p.exited(200 * time.Millisecond) {
-		t.Fatal("exited despite FAKEFC_IGNORE_SIGTERM")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		_ = p.cmd.Process.Signal(sig)
+		// Without the switch the handler exits instead of saying this.
+		if !p.stderr.waitFor(sig.String()+" ignored", p.done, 10*time.Second) {
+			t.Fatalf("%v not reported ignored: exited %v, stderr %q", sig, p.hasExited(), p.stderr.String())
+		}
 	}
 	p.conn().state() // still serving
 	_ = p.cmd.Process.Kill()
@@ -637,7 +703,8 @@ func TestConfigFile(t *testing.T) {
 	noAPICfg := filepath.Join(dir, "noapi.json")
 	writeJSON(t, noAPICfg, map[string]any{"boot-source": map[string]any{"kernel_image_path": filepath.Join(dir, "vmlinux")}})
 	noAPI := startFake(t, testutil.ShortTempDir(t), nil, "--no-api", "--config-file", noAPICfg)
-	if noAPI.exited(200 * time.Millisecond) {
+	noAPI.waitReady()
+	if noAPI.hasExited() {
 		t.Fatalf("--no-api exited: %v %s", noAPI.err, noAPI.stderr.String())
 	}
 	if _, err := os.Stat(noAPI.sock); err == nil {
@@ -787,21 +854,60 @@ func TestVsockWaitsForBootAndResume(t *testing.T) {
 	p := startReady(t)
 	a := p.conn()
 	configure(t, p, a)
+	// The fake's debug log, on a named pipe, says when a connection is
+	// parked until the guest runs: then it surely has not answered.
+	fifo := filepath.Join(p.dir, "fc.fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logR, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0) // no writer yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logR.Close()
+	a.ok("PUT", "/logger", `{"log_path":`+q(fifo)+`,"level":"Debug"}`)
 	guestListener(t, filepath.Join(p.dir, "fake-guest"), 7, echoUntilEOF)
 	c := dialVsock(t, p)
 	if _, err := io.WriteString(c, "CONNECT 7\n"); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	if n, _ := c.Read(make([]byte, 16)); n != 0 {
-		t.Fatal("answered before InstanceStart")
+	_ = logR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	log := bufio.NewReader(logR)
+	for {
+		line, err := log.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the log does not say the connection waits: %v", err)
+		}
+		if strings.Contains(line, "waits for the guest to run") {
+			break
+		}
 	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n := unread(t, c); n != 0 {
+		t.Fatalf("answered (%d bytes) before InstanceStart", n)
+	}
 	a.ok("PUT", "/actions", `{"action_type":"InstanceStart"}`)
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "OK ") {
 		t.Fatalf("after start: %q, %v", line, err)
 	}
+}
+
+// unread returns how many bytes c has received that nobody has read, now.
+func unread(t *testing.T, c *net.UnixConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil {
+		t.Fatal(err)
+	}
+	if ierr != nil {
+		t.Fatalf("FIONREAD: %v", ierr)
+	}
+	return n
 }
 
 func TestVsockExplicitGuestDir(t *testing.T) {
@@ -821,47 +927,69 @@ func TestVsockExplicitGuestDir(t *testing.T) {
 // goroutine, holds want.
 func waitStdout(t *testing.T, p *fakeProc, want string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if strings.Contains(p.stdout.String(), want) {
-			return
-		}
+	if !p.stdout.waitFor(want, p.done, 10*time.Second) {
+		t.Errorf("stdout lacks %q: %q", want, p.stdout.String())
 	}
-	t.Errorf("stdout lacks %q: %q", want, p.stdout.String())
 }
 
-func waitFile(t *testing.T, path string) string {
+// guestPID reads the pid the guest printed as "guest-pid=<pid>" and opens
+// a pidfd on it (the guest is the fake's child, not the test's: only a
+// pidfd tells when it is gone without polling).
+func guestPID(t *testing.T, p *fakeProc) (int, int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if b, err := os.ReadFile(path); err == nil && strings.HasSuffix(string(b), "\n") {
-			return strings.TrimSpace(string(b))
+	const key = "guest-pid="
+	line := func(out string) (string, bool) {
+		i := strings.Index(out, key)
+		if i < 0 {
+			return "", false
 		}
+		l, _, ok := strings.Cut(out[i+len(key):], "\n")
+		return l, ok
 	}
-	t.Fatalf("%s did not appear", path)
-	return ""
+	if !p.stdout.waitUntil(func(out string) bool { _, ok := line(out); return ok }, p.done, 10*time.Second) {
+		t.Fatalf("the guest did not print its pid: %q", p.stdout.String())
+	}
+	l, _ := line(p.stdout.String())
+	pid, err := strconv.Atoi(l)
+	if err != nil {
+		t.Fatalf("guest pid %q: %v", l, err)
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open(%d): %v", pid, err)
+	}
+	t.Cleanup(func() {
+		// Ends a guest that a failing test left; a no-op once it has
+		// exited (a pidfd never reaches a recycled pid).
+		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		unix.Close(fd)
+	})
+	return pid, fd
+}
+
+// waitGone waits until the process behind pidfd has exited; it reports
+// false after timeout.
+func waitGone(pidfd int, timeout time.Duration) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, int(timeout.Milliseconds()))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err == nil && n == 1
+	}
 }
 
 func TestGuestCommand(t *testing.T) {
-	pidFile := filepath.Join(testutil.ShortTempDir(t), "guest.pid")
-	p, _ := bootWithVsock(t, "FAKEFC_GUEST_CMD=echo guest-up dir=$FAKEFC_GUEST_DIR; echo $$ > "+pidFile+"; exec sleep 1000")
-	pid, err := strconv.Atoi(waitFile(t, pidFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !testutil.Alive(pid) {
-		t.Fatal("the guest is not running")
-	}
-	// The pid file can appear before the guest's echo has crossed the
-	// fake's stdout pipe into p.stdout.
+	p, _ := bootWithVsock(t, "FAKEFC_GUEST_CMD=echo guest-up dir=$FAKEFC_GUEST_DIR; echo guest-pid=$$; exec sleep 1000")
+	_, pidfd := guestPID(t, p)
 	waitStdout(t, p, "guest-up dir="+filepath.Join(p.dir, "fake-guest"))
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
-	for deadline := time.Now().Add(5 * time.Second); testutil.Alive(pid); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatal("the guest survived the fake")
-		}
+	if !waitGone(pidfd, 5*time.Second) {
+		t.Fatal("the guest survived the fake")
 	}
 	if _, err := os.Stat(filepath.Join(p.dir, "fake-guest")); !os.IsNotExist(err) {
 		t.Errorf("the guest dir was not removed: %v", err)
@@ -885,6 +1013,143 @@ func TestNoLeakedChildren(t *testing.T) {
 	testutil.CheckNoChildren(t)
 }
 
+// TestGuestDiesWithKilledFake: a fake that is SIGKILLed (or crashes) cannot
+// kill its guest on the way out; the guest, such as a host-run petty-agent,
+// must die with it all the same (Pdeathsig), whether InstanceStart came
+// through the API or from --config-file (different goroutines, and threads,
+// start the guest).
+func TestGuestDiesWithKilledFake(t *testing.T) {
+	guest := "FAKEFC_GUEST_CMD=echo guest-pid=$$; exec sleep 1000"
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) *fakeProc
+	}{
+		{"api", func(t *testing.T) *fakeProc {
+			p, _ := bootWithVsock(t, guest)
+			return p
+		}},
+		{"config file", func(t *testing.T) *fakeProc {
+			dir := testutil.ShortTempDir(t)
+			cfg := filepath.Join(dir, "vm.json")
+			writeJSON(t, cfg, map[string]any{"boot-source": map[string]any{"kernel_image_path": touch(t, dir, "vmlinux")}})
+			p := startFake(t, dir, []string{guest}, "--config-file", cfg)
+			p.waitSocket()
+			return p
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.start(t)
+			pid, pidfd := guestPID(t, p)
+			if holdsFile(t, pid, p.ready) {
+				t.Error("the guest inherited the FAKEFC_READY_FD pipe")
+			}
+			// Keep the fake busy on other threads meanwhile, so that the
+			// guest's parent thread is not simply the only one.
+			for range 20 {
+				p.conn().state()
+			}
+			if err := p.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			p.wait()
+			if !waitGone(pidfd, 5*time.Second) {
+				t.Fatal("the guest survived its SIGKILLed fake")
+			}
+		})
+	}
+}
+
+// holdsFile reports whether process pid has a descriptor open on the same
+// file (pipe) as f.
+func holdsFile(t *testing.T, pid int, f *os.File) bool {
+	t.Helper()
+	want, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && os.SameFile(fi, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestVsockSilent(t *testing.T) {
+	p, _ := bootWithVsock(t, "FAKEFC_VSOCK_SILENT=1")
+	c := dialVsock(t, p)
+	if _, err := io.WriteString(c, "CONNECT 1024\nping"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "OK ") {
+		t.Fatalf("answer %q, %v", line, err)
+	}
+	if _, err := io.WriteString(c, "more"); err != nil {
+		t.Fatal(err)
+	}
+	// The fake swallows what comes until the host closes its side; it
+	// never answers a byte.
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Errorf("after OK: %q, %v; want nothing, then EOF", rest, err)
+	}
+}
+
+func TestInjectedFailureInConfigFile(t *testing.T) {
+	for _, tc := range []struct {
+		fail string
+		ok   bool
+	}{
+		{"/machine-config", false},
+		{"/boot-source", false},
+		{"/drives/rootfs", false},
+		{"/vsock", false},
+		{"/actions", false},
+		{"/network-interfaces/", true}, // the file has none
+		{"/balloon", true},
+	} {
+		t.Run(tc.fail, func(t *testing.T) {
+			dir := testutil.ShortTempDir(t)
+			cfg := filepath.Join(dir, "vm.json")
+			writeJSON(t, cfg, map[string]any{
+				"boot-source":    map[string]any{"kernel_image_path": touch(t, dir, "vmlinux")},
+				"drives":         []any{map[string]any{"drive_id": "rootfs", "path_on_host": touch(t, dir, "rootfs"), "is_root_device": true, "is_read_only": false}},
+				"machine-config": map[string]any{"vcpu_count": 1, "mem_size_mib": 128},
+				"vsock":          map[string]any{"guest_cid": 3, "uds_path": filepath.Join(dir, "v.sock")},
+			})
+			p := startFake(t, dir, []string{"FAKEFC_FAIL=" + tc.fail}, "--config-file", cfg)
+			if tc.ok {
+				p.waitSocket()
+				if s := p.conn().state(); s != "Running" {
+					t.Errorf("state %q", s)
+				}
+				return
+			}
+			if code := p.wait(); code != 1 || !strings.Contains(p.stderr.String(), "injected failure") {
+				t.Errorf("exit %d, stderr %q; want 1 and the injected failure", code, p.stderr.String())
+			}
+		})
+	}
+}
+
+func TestBadReadyFD(t *testing.T) {
+	cmd := exec.Command(testutil.FakeFirecracker(t), "--api-sock", filepath.Join(testutil.ShortTempDir(t), "api.sock"))
+	cmd.Env = append(os.Environ(), "FAKEFC_READY_FD=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "FAKEFC_READY_FD") {
+		t.Errorf("FAKEFC_READY_FD=1: %v, %q; want exit 1 naming the switch", err, out)
+	}
+}
+
 // BenchmarkStartToReady measures a fake's start until GET / answers, then
 // SIGTERM until exit.
 func BenchmarkStartToReady(b *testing.B) {
@@ -892,17 +1157,25 @@ func BenchmarkStartToReady(b *testing.B) {
 	dir := testutil.ShortTempDir(b)
 	for i := 0; b.Loop(); i++ {
 		sock := filepath.Join(dir, fmt.Sprintf("%d.sock", i))
-		cmd := exec.Command(bin, "--api-sock", sock)
-		if err := cmd.Start(); err != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
 			b.Fatal(err)
 		}
-		var c net.Conn
-		for {
-			var err error
-			if c, err = net.Dial("unix", sock); err == nil {
-				break
-			}
-			time.Sleep(100 * time.Microsecond)
+		cmd := exec.Command(bin, "--api-sock", sock)
+		cmd.Env = append(os.Environ(), "FAKEFC_READY_FD=3")
+		cmd.ExtraFiles = []*os.File{w}
+		err = cmd.Start()
+		w.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if line, err := bufio.NewReader(r).ReadString('\n'); line != "ready\n" {
+			b.Fatalf("ready: %q, %v", line, err)
+		}
+		r.Close()
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			b.Fatal(err)
 		}
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			b.Fatal(err)

@@ -36,6 +36,18 @@ func (g *runGate) shut() {
 	}
 }
 
+// isOpen reports whether the guest runs now.
+func (g *runGate) isOpen() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func (g *runGate) wait() {
 	g.mu.Lock()
 	ch := g.ch
@@ -100,6 +112,7 @@ func (v *vmm) sendCtrlAltDelLocked() error {
 		return err
 	}
 	if v.sw.ignoreCtrlAltDel {
+		fmt.Fprint(os.Stdout, "[    1.000000] fake guest: Ctrl-Alt-Del ignored\n")
 		return nil
 	}
 	time.AfterFunc(10*time.Millisecond, func() {

@@ -33,14 +33,19 @@ func openLogSink(path, level string, showLevel, origin bool, id string) (*logSin
 	return s, nil
 }
 
-func (s *logSink) info(msg string) {
-	if s == nil || s.f == nil || s.level < 3 {
+func (s *logSink) info(msg string) { s.log(3, "INFO", msg) }
+
+func (s *logSink) debug(msg string) { s.log(4, "DEBUG", msg) }
+
+// log writes msg when the sink's level reaches rank (see logLevels).
+func (s *logSink) log(rank int, level, msg string) {
+	if s == nil || s.f == nil || s.level < rank {
 		return
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s [%s:main", time.Now().UTC().Format("2006-01-02T15:04:05.000000000"), s.id)
 	if s.showLevel {
-		b.WriteString(":INFO")
+		b.WriteString(":" + level)
 	}
 	if s.origin {
 		b.WriteString(":fakefirecracker")

@@ -36,20 +36,22 @@ func main() {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		exit(1)
 	}
+	sw.signalReady()
 	select {} // until a signal, SendCtrlAltDel or the guest ends the process
 }
 
 // handleSignals makes SIGTERM and SIGINT exit 0, or ignores them when
 // FAKEFC_IGNORE_SIGTERM=1 (the handler stays installed, so that children do
-// not inherit ignored signals).
+// not inherit ignored signals), saying so on stderr.
 func handleSignals(sw *switches) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
-		for range ch {
+		for sig := range ch {
 			if !sw.ignoreSigterm {
 				exit(0)
 			}
+			fmt.Fprintf(os.Stderr, "fake: %v ignored (FAKEFC_IGNORE_SIGTERM)\n", sig)
 		}
 	}()
 }
@@ -134,6 +136,9 @@ func (v *vmm) bootFromFile(path string) error {
 			return fmt.Errorf("fake firecracker: %q in the config file is not implemented by this fake", name)
 		}
 	}
+	if err := v.injectedInFile(&cfg); err != nil {
+		return err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if cfg.Logger != nil {
@@ -180,4 +185,43 @@ func (v *vmm) bootFromFile(path string) error {
 		}
 	}
 	return v.instanceStartLocked()
+}
+
+// injectedInFile applies FAKEFC_FAIL to a --config-file: each section counts
+// as the API call it stands for (PUT /machine-config, PUT /drives/<id>, ...,
+// and PUT /actions for the InstanceStart that follows), so that a test can
+// make the boot from a file fail at the step it names.
+func (v *vmm) injectedInFile(cfg *configFile) error {
+	var paths []string
+	if cfg.Logger != nil {
+		paths = append(paths, "/logger")
+	}
+	if cfg.Metrics != nil {
+		paths = append(paths, "/metrics")
+	}
+	if cfg.MachineConfig != nil {
+		paths = append(paths, "/machine-config")
+	}
+	if cfg.BootSource != nil {
+		paths = append(paths, "/boot-source")
+	}
+	for _, d := range cfg.Drives {
+		if d.DriveID != nil {
+			paths = append(paths, "/drives/"+*d.DriveID)
+		}
+	}
+	for _, n := range cfg.NetworkInterfaces {
+		if n.IfaceID != nil {
+			paths = append(paths, "/network-interfaces/"+*n.IfaceID)
+		}
+	}
+	if cfg.Vsock != nil {
+		paths = append(paths, "/vsock")
+	}
+	for _, p := range append(paths, "/actions") {
+		if err := v.injected(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }

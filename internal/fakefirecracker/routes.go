@@ -25,8 +25,8 @@ var unimplemented = map[string][]string{
 
 // handle answers one API request.
 func (v *vmm) handle(method, path string, body []byte) response {
-	if v.sw.fail != "" && strings.Contains(path, v.sw.fail) {
-		return faultResponse(faultf("injected failure"))
+	if err := v.injected(path); err != nil {
+		return faultResponse(err)
 	}
 	if (method == "PUT" || method == "PATCH") && len(body) == 0 {
 		return faultResponse(faultf("Empty %s request.", method))
@@ -50,6 +50,16 @@ func (v *vmm) handle(method, path string, body []byte) response {
 		return faultResponse(faultf("Invalid request method and/or path: %s %s.", method, path))
 	}
 	return res
+}
+
+// injected is FAKEFC_FAIL: the "injected failure" fault for an API path (or
+// the part of a --config-file that stands for it) containing the switch's
+// value, nil otherwise.
+func (v *vmm) injected(path string) error {
+	if v.sw.fail != "" && strings.Contains(path, v.sw.fail) {
+		return faultf("injected failure")
+	}
+	return nil
 }
 
 // route dispatches a request; ok is false for an unknown method and path.

@@ -47,6 +47,14 @@ func newVMM(opts *options, sw *switches) *vmm {
 	}
 }
 
+// debug writes msg to the log at level Debug, from outside the API thread.
+func (v *vmm) debug(msg string) {
+	v.mu.Lock()
+	lg := v.logger
+	v.mu.Unlock()
+	lg.debug(msg)
+}
+
 func ptr[T any](v T) *T { return &v }
 
 func defaultMachineConfig() machineConfig {

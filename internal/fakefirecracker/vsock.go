@@ -93,11 +93,18 @@ func (d *vsockDevice) hostPort(guestPort uint32) uint32 {
 
 // serve handles one host-initiated connection: CONNECT, OK, then bridge.
 func (d *vsockDevice) serve(host *net.UnixConn) {
+	if !d.v.gate.isOpen() {
+		d.v.debug("vsock: a host connection waits for the guest to run")
+	}
 	d.v.gate.wait() // the guest must be running to answer
 	br := bufio.NewReaderSize(host, 4096)
 	port, ok := readConnect(br)
 	if !ok {
 		_ = host.Close()
+		return
+	}
+	if d.v.sw.vsockSilent {
+		d.blackhole(host, br, port)
 		return
 	}
 	guestDir := d.v.sw.guestDir
@@ -118,6 +125,17 @@ func (d *vsockDevice) serve(host *net.UnixConn) {
 		return
 	}
 	bridge(host, br, guest)
+}
+
+// blackhole is FAKEFC_VSOCK_SILENT: a guest that accepts the connection and
+// never answers (a hung agent). The fake says OK, then swallows what the host
+// sends until the host closes or the fake exits.
+func (d *vsockDevice) blackhole(host *net.UnixConn, br *bufio.Reader, port uint32) {
+	defer host.Close()
+	if _, err := io.WriteString(host, "OK "+strconv.FormatUint(uint64(d.hostPort(port)), 10)+"\n"); err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, br)
 }
 
 // readConnect reads "CONNECT <port>\n"; anything else is malformed.
