@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pettyvm/petty/agent"
 )
 
 // TestBinaryShutdownInNamespace runs the real petty-agent binary as PID 1 of
@@ -27,7 +29,7 @@ func TestBinaryShutdownInNamespace(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "petty-agent")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/petty-agent")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/petty-agent")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -71,7 +73,7 @@ func TestBinaryShutdownInNamespace(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c := NewClient(conn)
+	c := agent.NewClient(conn)
 	defer c.Close()
 	ctx := testContext(t)
 	info, err := c.Ping(ctx)

@@ -1,22 +1,26 @@
-package agent
+package guest
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-	"net"
+	"sync"
 	"testing"
+
+	"github.com/pettyvm/petty/agent/agentpb"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
-// chunkConn is a net.Conn whose reads return at most the next chunk size of
-// data, cycling through sizes, then io.EOF.
+// chunkConn is a connection whose reads return at most the next chunk size
+// of data, cycling through sizes, then io.EOF; what is written to it is
+// collected.
 type chunkConn struct {
-	net.Conn
 	data  []byte
 	sizes []int
 	i     int
+
+	mu  sync.Mutex
+	out bytes.Buffer
 }
 
 func (c *chunkConn) Read(p []byte) (int, error) {
@@ -30,58 +34,52 @@ func (c *chunkConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func rawFrame(typ byte, body []byte) []byte {
-	f := make([]byte, frameHeaderLen, frameHeaderLen+len(body))
-	binary.BigEndian.PutUint32(f, uint32(len(body)))
-	binary.BigEndian.PutUint32(f[4:], 1)
-	f[8] = typ
-	return append(f, body...)
+func (c *chunkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.Write(p)
 }
 
-// TestGuardConnChunks checks that the frame guard hands out exactly the
-// valid frames however reads split them, and nothing from an invalid
-// header on.
-func TestGuardConnChunks(t *testing.T) {
+func (c *chunkConn) Close() error { return nil }
+
+// TestServeConnChunks checks that the server answers exactly the requests
+// before an invalid header however reads split the frames, and nothing
+// from the invalid header on.
+func TestServeConnChunks(t *testing.T) {
 	var valid []byte
-	for _, n := range []int{0, 1, 9, 10, 11, 300, 0, 5000} {
-		valid = append(valid, rawFrame(byte(1+n%3), bytes.Repeat([]byte{byte(n)}, n))...)
+	for _, id := range []uint32{1, 3, 5} {
+		valid = append(valid, requestFrame(id, wire.ServiceName, wire.MethodPing, &agentpb.PingRequest{})...)
 	}
-	bad := rawFrame(9, []byte("after the bad header"))
+	valid = append(valid, frame(7, wire.TypeData, bytes.Repeat([]byte{7}, 5000))...) // no such stream: dropped
+	bad := frame(9, 9, nil)
+	after := requestFrame(11, wire.ServiceName, wire.MethodPing, &agentpb.PingRequest{})
 	tests := []struct {
-		name    string
-		input   []byte
-		want    []byte
-		wantErr error
+		name  string
+		input []byte
+		want  []uint32 // streams answered
 	}{
-		{"valid", valid, valid, io.EOF},
-		{"bad header", append(append([]byte(nil), valid...), bad...), valid, errMalformedFrame},
-		{"truncated header", valid[:len(valid)-5000-4], valid[:len(valid)-5000-frameHeaderLen], io.ErrUnexpectedEOF},
-		{"truncated body", valid[:len(valid)-1], valid[:len(valid)-1], io.ErrUnexpectedEOF},
+		{"valid", valid, []uint32{1, 3, 5}},
+		{"bad header", append(append(append([]byte(nil), valid...), bad...), after...), []uint32{1, 3, 5}},
+		{"truncated header", append(append([]byte(nil), valid...), after[:4]...), []uint32{1, 3, 5}},
+		{"truncated body", append(append([]byte(nil), valid...), after[:len(after)-1]...), []uint32{1, 3, 5}},
 	}
 	for _, tt := range tests {
 		for _, sizes := range [][]int{{1}, {3}, {10}, {7, 13}, {4096}, {1 << 20}} {
-			for _, bufSize := range []int{1, 10, 4096} {
-				t.Run(fmt.Sprint(tt.name, sizes, bufSize), func(t *testing.T) {
-					g := &guardConn{Conn: &chunkConn{data: tt.input, sizes: sizes}}
-					var got []byte
-					buf := make([]byte, bufSize)
-					var err error
-					for range 100000 {
-						var n int
-						n, err = g.Read(buf)
-						got = append(got, buf[:n]...)
-						if err != nil {
-							break
-						}
+			t.Run(fmt.Sprint(tt.name, sizes), func(t *testing.T) {
+				c := &chunkConn{data: tt.input, sizes: sizes}
+				(&Server{}).serveConn(c)
+				var got []uint32
+				for c.out.Len() > 0 {
+					id, resp := readResponse(t, &c.out)
+					if resp.Status.Code != wire.OK {
+						t.Errorf("stream %d: %v", id, resp.Status)
 					}
-					if !bytes.Equal(got, tt.want) {
-						t.Errorf("got %d bytes, want %d", len(got), len(tt.want))
-					}
-					if !errors.Is(err, tt.wantErr) {
-						t.Errorf("err %v, want %v", err, tt.wantErr)
-					}
-				})
-			}
+					got = append(got, id)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+					t.Errorf("answered streams %v, want %v", got, tt.want)
+				}
+			})
 		}
 	}
 }

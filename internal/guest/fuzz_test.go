@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"context"
@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/ttrpc"
-
+	"github.com/pettyvm/petty/agent"
 	"github.com/pettyvm/petty/agent/agentpb"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
 // FuzzFrame feeds arbitrary bytes to a server over a fresh connection; the
@@ -16,7 +16,7 @@ import (
 // refuses Exec, ReadFile and WriteFile so random frames cannot touch the
 // host. Seeds live in testdata/fuzz/FuzzFrame.
 func FuzzFrame(f *testing.F) {
-	const svc = "petty.agent.v1.Agent"
+	const svc = wire.ServiceName
 	f.Add(requestFrame(1, svc, "Ping", &agentpb.PingRequest{}))
 	f.Add(append(requestFrame(1, svc, "Stat", &agentpb.StatRequest{Path: "/"}), requestFrame(3, svc, "ListDir", &agentpb.ListDirRequest{Path: "/"})...))
 	f.Add(requestFrame(1, svc, "Exec", &agentpb.ExecInput{Msg: &agentpb.ExecInput_Start{Start: &agentpb.ExecStart{Args: []string{"true"}}}}))
@@ -29,9 +29,8 @@ func FuzzFrame(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	tc := ttrpc.NewClient(conn)
-	f.Cleanup(func() { tc.Close() })
-	probe := agentpb.NewAgentClient(tc)
+	probe := agent.NewClient(conn)
+	f.Cleanup(func() { probe.Close() })
 
 	f.Fuzz(func(t *testing.T, input []byte) {
 		conn, err := net.Dial("unix", sock)
@@ -50,7 +49,7 @@ func FuzzFrame(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := probe.Ping(ctx, &agentpb.PingRequest{}); err != nil {
+		if _, err := probe.Ping(ctx); err != nil {
 			t.Fatalf("agent stopped serving after %q: %v", input, err)
 		}
 	})

@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pettyvm/petty/agent"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -40,19 +41,19 @@ func startServer(t testing.TB, mod ...func(*Server)) (*Server, string) {
 	return srv, sock
 }
 
-func dial(t testing.TB, sock string) *Client {
+func dial(t testing.TB, sock string) *agent.Client {
 	t.Helper()
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(conn)
+	c := agent.NewClient(conn)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
 // newTestClient starts a server and connects a client to it.
-func newTestClient(t testing.TB) *Client {
+func newTestClient(t testing.TB) *agent.Client {
 	t.Helper()
 	_, sock := startServer(t)
 	return dial(t, sock)

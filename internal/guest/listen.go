@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"errors"
@@ -9,10 +9,12 @@ import (
 	"strconv"
 
 	"github.com/mdlayher/vsock"
+
+	"github.com/pettyvm/petty/agent/wire"
 )
 
 // DefaultPort is the AF_VSOCK port petty-agent listens on by default.
-const DefaultPort = 1024
+const DefaultPort = wire.DefaultPort
 
 // DefaultListen is petty-agent's default --listen URI.
 const DefaultListen = "vsock://:1024"

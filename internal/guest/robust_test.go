@@ -1,37 +1,48 @@
-package agent
+package guest
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
 	"net"
+	"os/exec"
 	"testing"
 	"time"
 
-	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pettyvm/petty/agent/agentpb"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
-// frame builds one raw ttrpc frame.
+// frame builds one raw frame.
 func frame(streamID uint32, typ byte, payload []byte) []byte {
-	b := make([]byte, frameHeaderLen, frameHeaderLen+len(payload))
-	binary.BigEndian.PutUint32(b[0:4], uint32(len(payload)))
-	binary.BigEndian.PutUint32(b[4:8], streamID)
-	b[8] = typ
+	b := make([]byte, wire.HeaderLen, wire.HeaderLen+len(payload))
+	wire.Header{Length: uint32(len(payload)), StreamID: streamID, Type: typ}.Put(b)
 	return append(b, payload...)
 }
 
-// requestFrame builds a raw ttrpc request frame.
+// requestFrame builds a raw request frame.
 func requestFrame(streamID uint32, service, method string, msg proto.Message) []byte {
-	var payload []byte
-	if msg != nil {
-		payload, _ = proto.Marshal(msg)
+	b, err := wire.AppendRequestFrame(nil, streamID, 0, service, method, msg, 0)
+	if err != nil {
+		panic(err)
 	}
-	req, _ := proto.Marshal(&ttrpc.Request{Service: service, Method: method, Payload: payload})
-	return frame(streamID, 1, req)
+	return b
+}
+
+// requestBody builds the body of a request frame with a raw payload.
+func requestBody(service, method string, payload []byte) []byte {
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, service)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, method)
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	return protowire.AppendBytes(b, payload)
 }
 
 func TestUnknownMethod(t *testing.T) {
@@ -40,23 +51,25 @@ func TestUnknownMethod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := ttrpc.NewClient(conn)
-	defer tc.Close()
-	ctx := testContext(t)
-	for _, tt := range []struct{ service, method string }{
-		{"petty.agent.v1.Agent", "NoSuchMethod"},
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	for i, tt := range []struct{ service, method string }{
+		{wire.ServiceName, "NoSuchMethod"},
 		{"no.such.Service", "Ping"},
+		{wire.ServiceName, "Ping"}, // the same connection still works
 	} {
-		var resp agentpb.PingResponse
-		err := tc.Call(ctx, tt.service, tt.method, &agentpb.PingRequest{}, &resp)
-		if !errors.Is(fromRemote(err), errors.ErrUnsupported) {
-			t.Errorf("%s/%s = %v, want Unimplemented", tt.service, tt.method, err)
+		id := uint32(2*i + 1)
+		if _, err := conn.Write(requestFrame(id, tt.service, tt.method, &agentpb.PingRequest{})); err != nil {
+			t.Fatal(err)
 		}
-	}
-	// The same connection still works.
-	c := agentpb.NewAgentClient(tc)
-	if _, err := c.Ping(ctx, &agentpb.PingRequest{}); err != nil {
-		t.Fatal(err)
+		gotID, resp := readResponse(t, conn)
+		want := wire.Unimplemented
+		if tt.method == "Ping" && tt.service == wire.ServiceName {
+			want = wire.OK
+		}
+		if gotID != id || resp.Status.Code != want {
+			t.Errorf("%s/%s: response on stream %d with %v, want %d with %v", tt.service, tt.method, gotID, resp.Status, id, want)
+		}
 	}
 }
 
@@ -65,7 +78,7 @@ func TestUnknownMethod(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	_, sock := startServer(t)
 	big := make([]byte, 10)
-	binary.BigEndian.PutUint32(big, MaxFrameSize+1)
+	binary.BigEndian.PutUint32(big, wire.MaxFrameSize+1)
 	big[7], big[8] = 1, 1
 	tests := []struct {
 		name   string
@@ -78,7 +91,8 @@ func TestBadInput(t *testing.T) {
 		{"sync line", []byte("PETTY-SYNC abc\n"), true},
 		{"garbage request payload", frame(1, 1, []byte{0xff, 0xff, 0xff}), false},
 		{"even stream id", requestFrame(2, "petty.agent.v1.Agent", "Ping", &agentpb.PingRequest{}), false},
-		{"bad method payload", frame(1, 1, mustMarshal(&ttrpc.Request{Service: "petty.agent.v1.Agent", Method: "Ping", Payload: []byte{0xff}})), false},
+		{"bad method payload", frame(1, 1, requestBody(wire.ServiceName, "Ping", []byte{0xff})), false},
+		{"response frame from the host", frame(1, 2, nil), true},
 		{"data on unknown stream", frame(1, 3, []byte{1, 2}), false},
 		{"exec without start", requestFrame(1, "petty.agent.v1.Agent", "Exec", &agentpb.ExecInput{Msg: &agentpb.ExecInput_Credit{Credit: 5}}), false},
 	}
@@ -109,14 +123,6 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func mustMarshal(m proto.Message) []byte {
-	b, err := proto.Marshal(m)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
 func TestTruncatedFrameThenClose(t *testing.T) {
 	_, sock := startServer(t)
 	for _, n := range []int{1, 5, 10, 12} {
@@ -133,18 +139,21 @@ func TestTruncatedFrameThenClose(t *testing.T) {
 	}
 }
 
-func TestRemoteErrorMapping(t *testing.T) {
+func TestToStatus(t *testing.T) {
 	for _, tt := range []struct {
 		err  error
-		want error
+		want wire.Status
 	}{
-		{&fs.PathError{Op: "open", Path: "/x", Err: fs.ErrNotExist}, fs.ErrNotExist},
-		{&fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission}, fs.ErrPermission},
-		{&fs.PathError{Op: "mkdir", Path: "/x", Err: fs.ErrExist}, fs.ErrExist},
+		{&fs.PathError{Op: "open", Path: "/x", Err: fs.ErrNotExist}, wire.Status{Code: wire.NotFound, Message: "file does not exist"}},
+		{&fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission}, wire.Status{Code: wire.PermissionDenied, Message: "permission denied"}},
+		{&fs.PathError{Op: "mkdir", Path: "/x", Err: fs.ErrExist}, wire.Status{Code: wire.AlreadyExists, Message: "file already exists"}},
+		{&exec.Error{Name: "x", Err: exec.ErrNotFound}, wire.Status{Code: wire.NotFound, Message: `exec: "x": executable file not found in $PATH`}},
+		{errorf(wire.Aborted, "gone"), wire.Status{Code: wire.Aborted, Message: "gone"}},
+		{context.Canceled, wire.Status{Code: wire.Canceled, Message: "context canceled"}},
+		{nil, wire.Status{}},
 	} {
-		got := pathError("op", "/x", toStatus(tt.err))
-		if !errors.Is(got, tt.want) {
-			t.Errorf("round trip of %v = %v, want errors.Is %v", tt.err, got, tt.want)
+		if got := toStatus(tt.err); got != tt.want {
+			t.Errorf("toStatus(%v) = %+v, want %+v", tt.err, got, tt.want)
 		}
 	}
 }

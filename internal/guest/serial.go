@@ -1,135 +1,37 @@
-package agent
+package guest
 
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
-	"time"
+
+	"github.com/pettyvm/petty/agent/wire"
 )
 
-// Serial transport.
+// Serial transport, the agent's side (the handshake is described in package
+// wire; agent.SerialHandshake is the host's side).
 //
-// A virtio-serial port is one byte stream with no connect or disconnect
-// events, and the guest drops whatever the host sent before the port was
-// opened. So every host session starts with a handshake:
-//
-//	host:  PETTY-SYNC <nonce>\n    (repeated every syncInterval until answered)
-//	agent: PETTY-READY <nonce>\n   (once per nonce)
-//
-// after which both sides speak ttrpc. Until it sees a sync line the agent
-// discards input. While serving, the agent checks each ttrpc frame header:
+// Until it sees a sync line the agent discards input. While serving, the
+// agent checks each frame header:
 // a repeated sync line with the current nonce (one the host sent before it
 // saw READY) is skipped; a sync line with a new nonce ends the session and
 // is answered at once (a new host connection); anything else malformed ends
 // the session and returns to scanning for sync lines. Ending a session
-// closes its ttrpc connection, which kills the commands it started. ttrpc
-// frames start with a zero byte (lengths are below 16 MiB), so a 'P' at a
-// frame boundary is unambiguous.
-
-const (
-	syncPrefix   = "PETTY-SYNC "
-	readyPrefix  = "PETTY-READY "
-	syncInterval = 100 * time.Millisecond
-	maxNonceLen  = 64
-	maxSyncLine  = len(syncPrefix) + maxNonceLen + 1
-)
-
-// ErrHandshake is returned (wrapped) by SerialHandshake when the agent did
-// not answer.
-var ErrHandshake = errors.New("agent: serial handshake failed")
-
-// SerialHandshake runs the host side of the serial handshake on conn: it
-// writes sync lines until the agent answers with the matching ready line,
-// discarding every byte before it. Afterwards conn carries ttrpc: pass it to
-// NewClient. On failure (including ctx ending) it closes conn. It uses
-// conn's deadlines while running and clears them before returning.
-func SerialHandshake(ctx context.Context, conn net.Conn) (retErr error) {
-	defer func() {
-		if retErr != nil {
-			conn.Close()
-		}
-	}()
-	var raw [8]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return fmt.Errorf("%w: nonce: %w", ErrHandshake, err)
-	}
-	nonce := hex.EncodeToString(raw[:])
-	syncLine := []byte(syncPrefix + nonce + "\n")
-	want := []byte(readyPrefix + nonce)
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() {
-		t := time.NewTicker(syncInterval)
-		defer t.Stop()
-		for {
-			if _, err := conn.Write(syncLine); err != nil {
-				return
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	})
-	// ctx ending aborts the blocked read and any blocked write.
-	unblock := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer func() {
-		if !unblock() {
-			retErr = fmt.Errorf("%w: %w", ErrHandshake, ctx.Err())
-		}
-	}()
-
-	err := readUntilLine(conn, want)
-	close(stop)
-	if err != nil {
-		conn.SetDeadline(time.Now()) // unblock the writer
-		return fmt.Errorf("%w: %w", ErrHandshake, err)
-	}
-	return nil
-}
-
-// readUntilLine reads r one byte at a time (so nothing after the line is
-// consumed) until a line ending in want, then returns.
-func readUntilLine(r io.Reader, want []byte) error {
-	var line []byte
-	var b [1]byte
-	for {
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return err
-		}
-		if b[0] != '\n' {
-			if len(line) < 2*maxSyncLine {
-				line = append(line, b[0])
-			}
-			continue
-		}
-		if bytes.HasSuffix(line, want) {
-			return nil
-		}
-		line = line[:0]
-	}
-}
+// closes its connection, which kills the commands it started.
 
 // parseSync returns the nonce of a sync line (without its newline) that may
 // be preceded by garbage, or "" when line holds none.
 func parseSync(line []byte) string {
-	i := bytes.LastIndex(line, []byte(syncPrefix))
+	i := bytes.LastIndex(line, []byte(wire.SyncPrefix))
 	if i < 0 {
 		return ""
 	}
-	nonce := line[i+len(syncPrefix):]
-	if len(nonce) == 0 || len(nonce) > maxNonceLen {
+	nonce := line[i+len(wire.SyncPrefix):]
+	if len(nonce) == 0 || len(nonce) > wire.MaxNonceLen {
 		return ""
 	}
 	for _, c := range nonce {
@@ -150,8 +52,8 @@ func scanSync(br *bufio.Reader) (string, error) {
 		}
 		if b != '\n' {
 			line = append(line, b)
-			if len(line) > 2*maxSyncLine { // keep only the tail
-				line = append(line[:0], line[len(line)-maxSyncLine:]...)
+			if len(line) > 2*wire.MaxSyncLine { // keep only the tail
+				line = append(line[:0], line[len(line)-wire.MaxSyncLine:]...)
 			}
 			continue
 		}
@@ -162,7 +64,7 @@ func scanSync(br *bufio.Reader) (string, error) {
 	}
 }
 
-// readLine reads one line of at most maxSyncLine bytes; longer lines are
+// readLine reads one line of at most wire.MaxSyncLine bytes; longer lines are
 // returned truncated (and are never valid sync lines).
 func readLine(br *bufio.Reader) ([]byte, error) {
 	var line []byte
@@ -174,7 +76,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		if b == '\n' {
 			return line, nil
 		}
-		if len(line) > maxSyncLine {
+		if len(line) > wire.MaxSyncLine {
 			return line, nil
 		}
 		line = append(line, b)
@@ -186,22 +88,15 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 // It returns when reading port fails, or ErrServerClosed after Close. If port
 // is an io.Closer, Close closes it.
 func (s *Server) ServeSerial(port io.ReadWriter) error {
-	if err := s.init(); err != nil {
-		return err
-	}
+	s.init()
 	if c, ok := port.(io.Closer); ok {
 		if !s.track(c) {
 			return ErrServerClosed
 		}
 		defer s.untrack(c)
 	}
-	l := newConnListener()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.ts.Serve(context.Background(), l) }()
-	defer func() {
-		l.Close()
-		<-serveErr
-	}()
+	var sessions sync.WaitGroup
+	defer sessions.Wait()
 
 	w := &sessionWriter{w: port}
 	br := bufio.NewReaderSize(port, 64<<10)
@@ -214,17 +109,21 @@ func (s *Server) ServeSerial(port io.ReadWriter) error {
 			}
 		}
 		w.begin()
-		if _, err := w.write([]byte(readyPrefix + nonce + "\n")); err != nil {
+		if _, err := w.write([]byte(wire.ReadyPrefix + nonce + "\n")); err != nil {
 			return s.serialErr(err)
 		}
 		s.logger().Debug("serial session", "nonce", nonce)
 		pr, pw := io.Pipe()
 		sess := &serialConn{r: pr, w: w, gen: w.generation()}
-		if err := l.push(sess); err != nil {
+		if !s.track(sess) {
 			return ErrServerClosed
 		}
+		sessions.Go(func() {
+			defer s.untrack(sess)
+			s.serveConn(sess)
+		})
 		next, err := pumpFrames(br, pw, nonce)
-		w.end() // no more writes from this session's ttrpc connection
+		w.end() // no more writes from this session's connection
 		pw.CloseWithError(io.EOF)
 		if err != nil {
 			return s.serialErr(err)
@@ -240,7 +139,7 @@ func (s *Server) serialErr(err error) error {
 	return err
 }
 
-// pumpFrames copies well-formed ttrpc frames from br to the session until
+// pumpFrames copies well-formed frames from br to the session until
 // the session ends. It returns the nonce of a new host's sync line, or ""
 // to go back to scanning; a non-nil error means reading the port failed.
 func pumpFrames(br *bufio.Reader, session io.Writer, nonce string) (string, error) {
@@ -261,17 +160,17 @@ func pumpFrames(br *bufio.Reader, session io.Writer, nonce string) (string, erro
 				return n, nil // "" (garbage) or a new host session
 			}
 		}
-		hdr, err := br.Peek(frameHeaderLen)
+		hdr, err := br.Peek(wire.HeaderLen)
 		if err != nil {
 			return "", err
 		}
-		if checkFrameHeader(hdr) != nil {
+		if wire.CheckHeader(hdr) != nil {
 			return "", nil
 		}
-		n := int64(frameHeaderLen) + int64(binary.BigEndian.Uint32(hdr[:4]))
+		n := int64(wire.HeaderLen) + int64(binary.BigEndian.Uint32(hdr[:4]))
 		if _, err := io.CopyN(session, br, n); err != nil {
 			if errors.Is(err, io.ErrClosedPipe) {
-				// ttrpc closed the session; rescan from here.
+				// The session's connection closed; rescan from here.
 				return "", nil
 			}
 			return "", err
@@ -322,7 +221,8 @@ func (w *sessionWriter) writeGen(gen uint64, p []byte) (int, error) {
 	return w.w.Write(p)
 }
 
-// serialConn is one host session on a serial port, as a net.Conn for ttrpc.
+// serialConn is one host session on a serial port, as a connection to
+// serve.
 type serialConn struct {
 	r   *io.PipeReader
 	w   *sessionWriter
@@ -332,52 +232,3 @@ type serialConn struct {
 func (c *serialConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
 func (c *serialConn) Write(p []byte) (int, error) { return c.w.writeGen(c.gen, p) }
 func (c *serialConn) Close() error                { return c.r.CloseWithError(io.ErrClosedPipe) }
-func (c *serialConn) LocalAddr() net.Addr         { return serialAddr{} }
-func (c *serialConn) RemoteAddr() net.Addr        { return serialAddr{} }
-
-// Deadlines are not supported on serial sessions (ttrpc does not use them).
-func (c *serialConn) SetDeadline(time.Time) error      { return errors.ErrUnsupported }
-func (c *serialConn) SetReadDeadline(time.Time) error  { return errors.ErrUnsupported }
-func (c *serialConn) SetWriteDeadline(time.Time) error { return errors.ErrUnsupported }
-
-type serialAddr struct{}
-
-func (serialAddr) Network() string { return "serial" }
-func (serialAddr) String() string  { return "serial" }
-
-// connListener hands serial sessions to ttrpc's Serve.
-type connListener struct {
-	ch        chan net.Conn
-	done      chan struct{}
-	closeOnce sync.Once
-}
-
-func newConnListener() *connListener {
-	return &connListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *connListener) push(c net.Conn) error {
-	select {
-	case l.ch <- c:
-		return nil
-	case <-l.done:
-		c.Close()
-		return net.ErrClosed
-	}
-}
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return serialAddr{} }

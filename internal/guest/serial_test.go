@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"bytes"
@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
 // fakeSerialPort models a virtio-serial port with a host-side chardev that
@@ -88,12 +91,12 @@ func startSerialServer(t *testing.T) *fakeSerialPort {
 	return port
 }
 
-func serialClient(t *testing.T, port *fakeSerialPort) *Client {
+func serialClient(t *testing.T, port *fakeSerialPort) *agent.Client {
 	conn := port.connect()
-	if err := SerialHandshake(testContext(t), conn); err != nil {
+	if err := agent.SerialHandshake(testContext(t), conn); err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(conn)
+	c := agent.NewClient(conn)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -111,7 +114,7 @@ func TestSerial(t *testing.T) {
 	}
 	var out bytes.Buffer
 	data := strings.Repeat("0123456789", 100000)
-	if err := c.Exec(ctx, &Cmd{Args: []string{"cat"}, Stdin: strings.NewReader(data), Stdout: &out}); err != nil || out.String() != data {
+	if err := c.Exec(ctx, &agent.Cmd{Args: []string{"cat"}, Stdin: strings.NewReader(data), Stdout: &out}); err != nil || out.String() != data {
 		t.Fatalf("exec over serial: %d bytes, %v", out.Len(), err)
 	}
 }
@@ -124,7 +127,7 @@ func TestSerialReconnect(t *testing.T) {
 	w := newPIDWriter()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- first.Exec(ctx, &Cmd{Args: []string{"sh", "-c", "echo $$; exec sleep 100"}, Stdout: w})
+		errc <- first.Exec(ctx, &agent.Cmd{Args: []string{"sh", "-c", "echo $$; exec sleep 100"}, Stdout: w})
 	}()
 	pid := <-w.got
 
@@ -153,9 +156,9 @@ func TestSerialHandshakeCancel(t *testing.T) {
 	go io.Copy(io.Discard, b) // a port nobody answers on
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err := SerialHandshake(ctx, a)
-	if !errors.Is(err, ErrHandshake) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("SerialHandshake = %v", err)
+	err := agent.SerialHandshake(ctx, a)
+	if !errors.Is(err, agent.ErrHandshake) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("agent.SerialHandshake = %v", err)
 	}
 	if _, err := a.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
 		t.Errorf("conn not closed after failed handshake: %v", err)
@@ -168,7 +171,7 @@ func TestParseSync(t *testing.T) {
 		"\x00\x01junkPETTY-SYNC ff": "ff",
 		"PETTY-SYNC ":               "",
 		"PETTY-SYNC a b":            "",
-		"PETTY-SYNC " + strings.Repeat("a", maxNonceLen+1): "",
+		"PETTY-SYNC " + strings.Repeat("a", wire.MaxNonceLen+1): "",
 		"PETTY-READY abc": "",
 	} {
 		if got := parseSync([]byte(line)); got != want {

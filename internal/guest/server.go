@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"context"
@@ -7,16 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/containerd/ttrpc"
-
-	"github.com/pettyvm/petty/agent/agentpb"
 )
 
 // Version is the agent version reported by Ping. Release builds set it with
-// -ldflags '-X github.com/pettyvm/petty/agent.Version=v1.2.3'.
+// -ldflags '-X github.com/pettyvm/petty/internal/guest.Version=v1.2.3'.
 var Version = "dev"
 
 // ErrServerClosed is returned by Serve and ServeSerial after Close or
@@ -41,30 +36,24 @@ type Server struct {
 	inertOnly bool
 
 	once sync.Once
-	ts   *ttrpc.Server
-	svc  *service
-	err  error
-
-	fastActive atomic.Int32 // synchronous unary calls in progress (fastpath.go)
 
 	mu       sync.Mutex
 	closed   bool
 	conns    map[io.Closer]struct{}
 	shutdown chan struct{} // closed by the Shutdown RPC
 	reboot   bool
+	active   int           // calls in progress
+	idle     chan struct{} // closed when active drops to 0
+	serving  sync.WaitGroup
 }
 
-func (s *Server) init() error {
+func (s *Server) init() {
 	s.once.Do(func() {
 		s.shutdown = make(chan struct{})
 		s.conns = make(map[io.Closer]struct{})
-		s.ts, s.err = ttrpc.NewServer()
-		if s.err == nil {
-			s.svc = &service{srv: s}
-			agentpb.RegisterAgentService(s.ts, s.svc)
-		}
+		s.idle = make(chan struct{})
+		close(s.idle)
 	})
-	return s.err
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -93,22 +82,58 @@ func (s *Server) untrack(c io.Closer) {
 	s.mu.Unlock()
 }
 
-// Serve accepts connections on l (AF_VSOCK or unix) and serves each until it
-// closes. It returns ErrServerClosed after Close or Shutdown. Serve closes l.
-func (s *Server) Serve(l net.Listener) error {
-	if err := s.init(); err != nil {
-		l.Close()
-		return err
+// begin counts a call in; false once the server is closed.
+func (s *Server) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
 	}
+	if s.active == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.active++
+	return true
+}
+
+// end counts a call out.
+func (s *Server) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	if s.active == 0 {
+		close(s.idle)
+	}
+}
+
+// Serve accepts connections on l (AF_VSOCK or unix) and serves each until it
+// closes. It returns ErrServerClosed after Close or Shutdown, once the
+// connections it accepted are done. Serve closes l.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
 	if !s.track(l) {
 		return ErrServerClosed
 	}
 	defer s.untrack(l)
-	err := s.ts.Serve(context.Background(), &guardListener{Listener: l, srv: s})
-	if s.isClosed() || errors.Is(err, ttrpc.ErrServerClosed) {
-		return ErrServerClosed
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			l.Close()
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			return err
+		}
+		if !s.track(nc) {
+			continue
+		}
+		conns.Go(func() {
+			defer s.untrack(nc)
+			s.serveConn(nc)
+		})
 	}
-	return err
 }
 
 func (s *Server) isClosed() bool {
@@ -119,12 +144,13 @@ func (s *Server) isClosed() bool {
 
 // ShutdownRequested is closed when a client calls the Shutdown RPC.
 func (s *Server) ShutdownRequested() <-chan struct{} {
-	_ = s.init()
+	s.init()
 	return s.shutdown
 }
 
 // requestShutdown records a Shutdown RPC; only the first one counts.
 func (s *Server) requestShutdown(reboot bool) {
+	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
@@ -138,58 +164,54 @@ func (s *Server) requestShutdown(reboot bool) {
 // Close closes all listeners, serial ports and connections immediately.
 // Running commands lose their connection and are killed.
 func (s *Server) Close() error {
-	if err := s.init(); err != nil {
-		return err
-	}
+	s.init()
 	s.mu.Lock()
 	s.closed = true
 	conns := s.conns
 	s.conns = map[io.Closer]struct{}{}
 	s.mu.Unlock()
-	err := s.ts.Close()
 	for c := range conns {
 		c.Close()
 	}
-	return err
+	return nil
 }
 
-// Shutdown stops accepting connections and waits for active calls to finish
-// until ctx is done, then closes everything like Close.
+// Shutdown stops accepting connections and waits for active calls (the
+// Shutdown call among them, whose reply must go out) to finish until ctx is
+// done, then closes everything like Close.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if err := s.init(); err != nil {
-		return err
-	}
+	s.init()
 	s.mu.Lock()
 	s.closed = true
-	s.mu.Unlock()
-	// Let synchronous calls (the Shutdown RPC among them) write their
-	// responses; ttrpc only knows about its own.
-	for s.fastActive.Load() > 0 && ctx.Err() == nil {
-		time.Sleep(time.Millisecond)
+	var ls []io.Closer
+	for c := range s.conns {
+		if l, ok := c.(net.Listener); ok {
+			ls = append(ls, l)
+		}
 	}
-	err := s.ts.Shutdown(ctx)
+	s.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+	var err error
+	for {
+		s.mu.Lock()
+		idle := s.idle
+		s.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.mu.Lock()
+		done := s.active == 0 || err != nil
+		s.mu.Unlock()
+		if done {
+			break
+		}
+	}
 	if cerr := s.Close(); err == nil {
 		err = cerr
 	}
 	return err
-}
-
-// guardListener wraps accepted connections in a guardConn.
-type guardListener struct {
-	net.Listener
-	srv *Server
-}
-
-func (l *guardListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		g := &guardConn{Conn: c, log: l.srv.logger(), answer: l.srv.answerRequest}
-		g.onClose = func() { l.srv.untrack(g) }
-		if l.srv.track(g) {
-			return g, nil
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"context"
@@ -14,10 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/pettyvm/petty/agent/agentpb"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
 const (
@@ -35,9 +34,9 @@ const (
 // Exec runs one command. The stream carries: start, then stdin / stdin_close
 // / credit / kill from the client; started_pid, stdout / stderr (at most the
 // granted credits), stdin credits and finally exit from the agent.
-func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) error {
+func (s *service) Exec(ctx context.Context, stream execStream) error {
 	if s.srv.inertOnly {
-		return status.Error(codes.PermissionDenied, "exec disabled")
+		return errorf(wire.PermissionDenied, "exec disabled")
 	}
 	in, err := stream.Recv()
 	if err != nil {
@@ -45,19 +44,19 @@ func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) err
 	}
 	start := in.GetStart()
 	if start == nil || len(start.Args) == 0 || start.Args[0] == "" {
-		return status.Error(codes.InvalidArgument, "exec: the first message must be a start with non-empty args")
+		return errorf(wire.InvalidArgument, "exec: the first message must be a start with non-empty args")
 	}
 	if start.MaxOutput < 0 || start.TimeoutNs < 0 {
-		return status.Error(codes.InvalidArgument, "exec: negative max_output or timeout")
+		return errorf(wire.InvalidArgument, "exec: negative max_output or timeout")
 	}
 
 	cmd, err := buildCmd(start)
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
 	pipes, err := newExecPipes(cmd, start.Stdin)
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
 	defer pipes.closeParent()
 	var gr *reaper
@@ -67,7 +66,7 @@ func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) err
 	p, err := startProcess(cmd, gr)
 	pipes.closeChild()
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -91,11 +90,12 @@ func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) err
 		return err
 	}
 
-	credits := newWindow(outputWindow)
-	stdinQ := make(chan []byte, inputWindow)
+	var exitSent atomic.Bool // set before the exit status is sent
+	credits := wire.NewWindow(wire.OutputWindow)
+	stdinQ := make(chan []byte, wire.InputWindow)
 	clientDone := make(chan struct{})
-	// The receive loop is not in wg: it ends when ttrpc cancels the stream
-	// after this handler returns.
+	// The receive loop is not in wg: it ends when the stream's context is
+	// cancelled after this handler returns.
 	go func() {
 		defer close(clientDone)
 		stdinOpen := true
@@ -107,8 +107,10 @@ func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) err
 		for {
 			in, err := stream.Recv()
 			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					cancel() // connection gone
+				if !errors.Is(err, io.EOF) || !exitSent.Load() {
+					// The connection is gone, or the host closed its side
+					// before the exit status: it abandoned the call.
+					cancel()
 				}
 				return
 			}
@@ -130,7 +132,7 @@ func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) err
 					close(stdinQ)
 				}
 			case *agentpb.ExecInput_Credit:
-				credits.grant(int(m.Credit))
+				credits.Grant(int(m.Credit))
 			case *agentpb.ExecInput_Kill:
 				p.killGroup()
 			}
@@ -173,7 +175,7 @@ func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) err
 	}
 
 	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err()
+		return ctx.Err()
 	}
 	exit := &agentpb.ExecExit{Truncated: out.truncated(), TimedOut: timedOut.Load()}
 	ws := p.status
@@ -184,6 +186,7 @@ func (s *service) Exec(ctx context.Context, stream agentpb.Agent_ExecServer) err
 	default:
 		exit.Code = int32(ws.ExitStatus())
 	}
+	exitSent.Store(true)
 	if err := stream.Send(&agentpb.ExecOutput{Msg: &agentpb.ExecOutput_Exit{Exit: exit}}); err != nil {
 		return err
 	}
@@ -290,7 +293,7 @@ func (p *execPipes) closeParent() { closeAll(p.stdinW, p.stdoutR, p.stderrR) }
 // forwardStdin writes queued stdin chunks into the command and grants the
 // client one credit per chunk taken off the queue. After a write error (the
 // command closed stdin) chunks are discarded but still credited.
-func forwardStdin(ctx context.Context, stream agentpb.Agent_ExecServer, q <-chan []byte, w *os.File) {
+func forwardStdin(ctx context.Context, stream execStream, q <-chan []byte, w *os.File) {
 	broken := false
 	for {
 		select {
@@ -347,14 +350,14 @@ func (o *outputLimiter) truncated() bool {
 
 // pumpOutput streams r to the client, one credit per message. Output over the
 // limit is read and dropped so the command never blocks on a full pipe.
-func pumpOutput(ctx context.Context, stream agentpb.Agent_ExecServer, credits *window, lim *outputLimiter, r *os.File, msg func([]byte) *agentpb.ExecOutput) {
-	buf := make([]byte, chunkSize)
+func pumpOutput(ctx context.Context, stream execStream, credits *wire.Window, lim *outputLimiter, r *os.File, msg func([]byte) *agentpb.ExecOutput) {
+	buf := make([]byte, wire.ChunkSize)
 	send := func(b []byte) bool {
 		b = lim.allow(b)
 		if len(b) == 0 {
 			return true
 		}
-		if credits.take(ctx) != nil {
+		if credits.Take(ctx) != nil {
 			return false
 		}
 		return stream.Send(msg(b)) == nil

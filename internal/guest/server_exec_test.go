@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pettyvm/petty/agent"
 	"github.com/pettyvm/petty/internal/testutil"
 )
 
@@ -37,22 +38,22 @@ func TestExec(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name       string
-		cmd        Cmd
+		cmd        agent.Cmd
 		wantOut    string
 		wantErrOut string
-		wantExit   *ExitError
+		wantExit   *agent.ExitError
 	}{
-		{name: "echo", cmd: Cmd{Args: []string{"echo", "hello", "world"}}, wantOut: "hello world\n"},
-		{name: "true", cmd: Cmd{Args: []string{"true"}}},
-		{name: "false", cmd: Cmd{Args: []string{"false"}}, wantExit: &ExitError{Code: 1}},
-		{name: "exit code", cmd: Cmd{Args: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}}, wantOut: "out\n", wantErrOut: "err\n", wantExit: &ExitError{Code: 3}},
-		{name: "signal", cmd: Cmd{Args: []string{"sh", "-c", "kill -TERM $$"}}, wantExit: &ExitError{Code: -1, Signal: "SIGTERM"}},
-		{name: "env", cmd: Cmd{Args: []string{"sh", "-c", "echo $FOO"}, Env: []string{"FOO=bar"}}, wantOut: "bar\n"},
-		{name: "dir", cmd: Cmd{Args: []string{"pwd"}, Dir: dir}, wantOut: dir + "\n"},
-		{name: "no stdin", cmd: Cmd{Args: []string{"cat"}}},
-		{name: "max output", cmd: Cmd{Args: []string{"sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x"}, MaxOutput: 10}, wantOut: "xxxxxxxxxx", wantExit: &ExitError{Truncated: true}},
-		{name: "max output across streams", cmd: Cmd{Args: []string{"sh", "-c", "echo 12345 >&2; sleep 0.1; echo 67890"}, MaxOutput: 8}, wantOut: "67", wantErrOut: "12345\n", wantExit: &ExitError{Truncated: true}},
-		{name: "max output not reached", cmd: Cmd{Args: []string{"echo", "hi"}, MaxOutput: 3}, wantOut: "hi\n"},
+		{name: "echo", cmd: agent.Cmd{Args: []string{"echo", "hello", "world"}}, wantOut: "hello world\n"},
+		{name: "true", cmd: agent.Cmd{Args: []string{"true"}}},
+		{name: "false", cmd: agent.Cmd{Args: []string{"false"}}, wantExit: &agent.ExitError{Code: 1}},
+		{name: "exit code", cmd: agent.Cmd{Args: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}}, wantOut: "out\n", wantErrOut: "err\n", wantExit: &agent.ExitError{Code: 3}},
+		{name: "signal", cmd: agent.Cmd{Args: []string{"sh", "-c", "kill -TERM $$"}}, wantExit: &agent.ExitError{Code: -1, Signal: "SIGTERM"}},
+		{name: "env", cmd: agent.Cmd{Args: []string{"sh", "-c", "echo $FOO"}, Env: []string{"FOO=bar"}}, wantOut: "bar\n"},
+		{name: "dir", cmd: agent.Cmd{Args: []string{"pwd"}, Dir: dir}, wantOut: dir + "\n"},
+		{name: "no stdin", cmd: agent.Cmd{Args: []string{"cat"}}},
+		{name: "max output", cmd: agent.Cmd{Args: []string{"sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x"}, MaxOutput: 10}, wantOut: "xxxxxxxxxx", wantExit: &agent.ExitError{Truncated: true}},
+		{name: "max output across streams", cmd: agent.Cmd{Args: []string{"sh", "-c", "echo 12345 >&2; sleep 0.1; echo 67890"}, MaxOutput: 8}, wantOut: "67", wantErrOut: "12345\n", wantExit: &agent.ExitError{Truncated: true}},
+		{name: "max output not reached", cmd: agent.Cmd{Args: []string{"echo", "hi"}, MaxOutput: 3}, wantOut: "hi\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,7 +61,7 @@ func TestExec(t *testing.T) {
 			cmd := tt.cmd
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := c.Exec(testContext(t), &cmd)
-			var got *ExitError
+			var got *agent.ExitError
 			if err != nil && !errors.As(err, &got) {
 				t.Fatalf("Exec: %v", err)
 			}
@@ -92,13 +93,13 @@ func TestExecStartErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := c.Exec(testContext(t), &Cmd{Args: tt.args})
+			err := c.Exec(testContext(t), &agent.Cmd{Args: tt.args})
 			if !errors.Is(err, tt.want) {
 				t.Errorf("Exec(%q) = %v, want %v", tt.args, err, tt.want)
 			}
 		})
 	}
-	if err := c.Exec(testContext(t), &Cmd{}); err == nil {
+	if err := c.Exec(testContext(t), &agent.Cmd{}); err == nil {
 		t.Error("Exec with no args succeeded")
 	}
 }
@@ -106,13 +107,13 @@ func TestExecStartErrors(t *testing.T) {
 func TestExecStdin(t *testing.T) {
 	c := newTestClient(t)
 	var out bytes.Buffer
-	err := c.Exec(testContext(t), &Cmd{Args: []string{"cat"}, Stdin: strings.NewReader("hello\nworld\n"), Stdout: &out})
+	err := c.Exec(testContext(t), &agent.Cmd{Args: []string{"cat"}, Stdin: strings.NewReader("hello\nworld\n"), Stdout: &out})
 	if err != nil || out.String() != "hello\nworld\n" {
 		t.Fatalf("cat = %q, %v", out.String(), err)
 	}
 	// A command that never reads stdin must not hang on it.
 	big := bytes.NewReader(make([]byte, 8<<20))
-	if err := c.Exec(testContext(t), &Cmd{Args: []string{"true"}, Stdin: big}); err != nil {
+	if err := c.Exec(testContext(t), &agent.Cmd{Args: []string{"true"}, Stdin: big}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -122,7 +123,7 @@ func TestExecLargeOutputIntact(t *testing.T) {
 	data := make([]byte, 10<<20)
 	rand.Read(data)
 	var out bytes.Buffer
-	err := c.Exec(testContext(t), &Cmd{Args: []string{"cat"}, Stdin: bytes.NewReader(data), Stdout: &out})
+	err := c.Exec(testContext(t), &agent.Cmd{Args: []string{"cat"}, Stdin: bytes.NewReader(data), Stdout: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func (w *slowWriter) Write(p []byte) (int, error) {
 func TestExecSlowConsumer(t *testing.T) {
 	c := newTestClient(t)
 	var w slowWriter
-	err := c.Exec(testContext(t), &Cmd{Args: []string{"head", "-c", "4194304", "/dev/zero"}, Stdout: &w})
+	err := c.Exec(testContext(t), &agent.Cmd{Args: []string{"head", "-c", "4194304", "/dev/zero"}, Stdout: &w})
 	if err != nil || w.Len() != 4<<20 {
 		t.Fatalf("got %d bytes, %v", w.Len(), err)
 	}
@@ -155,12 +156,12 @@ func TestExecTimeoutKillsGroup(t *testing.T) {
 	c := newTestClient(t)
 	var out bytes.Buffer
 	start := time.Now()
-	err := c.Exec(testContext(t), &Cmd{
+	err := c.Exec(testContext(t), &agent.Cmd{
 		Args:    []string{"sh", "-c", "sleep 100 & echo $!; wait"},
 		Stdout:  &out,
 		Timeout: 300 * time.Millisecond,
 	})
-	var ee *ExitError
+	var ee *agent.ExitError
 	if !errors.As(err, &ee) || !ee.TimedOut || ee.Signal != "SIGKILL" {
 		t.Fatalf("Exec = %v, want timed out by SIGKILL", err)
 	}
@@ -199,7 +200,7 @@ func TestExecConcurrent(t *testing.T) {
 		wg.Go(func() {
 			want := fmt.Sprintf("job %d\n", i)
 			var out bytes.Buffer
-			err := c.Exec(ctx, &Cmd{Args: []string{"sh", "-c", "sleep 0.05; cat"}, Stdin: strings.NewReader(want), Stdout: &out})
+			err := c.Exec(ctx, &agent.Cmd{Args: []string{"sh", "-c", "sleep 0.05; cat"}, Stdin: strings.NewReader(want), Stdout: &out})
 			if err == nil && out.String() != want {
 				err = fmt.Errorf("job %d: got %q", i, out.String())
 			}
@@ -244,7 +245,9 @@ func TestExecCancelKillsProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(testContext(t))
 	w := newPIDWriter()
 	errc := make(chan error, 1)
-	go func() { errc <- c.Exec(ctx, &Cmd{Args: []string{"sh", "-c", "echo $$; exec sleep 100"}, Stdout: w}) }()
+	go func() {
+		errc <- c.Exec(ctx, &agent.Cmd{Args: []string{"sh", "-c", "echo $$; exec sleep 100"}, Stdout: w})
+	}()
 	pid := <-w.got
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
@@ -262,12 +265,12 @@ func TestDisconnectMidExecKillsProcess(t *testing.T) {
 	w := newPIDWriter()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- c.Exec(context.Background(), &Cmd{Args: []string{"sh", "-c", "echo $$; exec sleep 100"}, Stdout: w, Stdin: strings.NewReader("x")})
+		errc <- c.Exec(context.Background(), &agent.Cmd{Args: []string{"sh", "-c", "echo $$; exec sleep 100"}, Stdout: w, Stdin: strings.NewReader("x")})
 	}()
 	pid := <-w.got
 	c.Close()
-	if err := <-errc; !errors.Is(err, ErrClosed) {
-		t.Errorf("Exec after Close = %v, want ErrClosed", err)
+	if err := <-errc; !errors.Is(err, agent.ErrClosed) {
+		t.Errorf("Exec after Close = %v, want agent.ErrClosed", err)
 	}
 	waitGone(t, pid)
 	// The agent keeps serving.
@@ -279,7 +282,7 @@ func TestDisconnectMidExecKillsProcess(t *testing.T) {
 func TestExecWriterError(t *testing.T) {
 	c := newTestClient(t)
 	errBoom := errors.New("boom")
-	err := c.Exec(testContext(t), &Cmd{Args: []string{"sh", "-c", "while :; do echo y; done"}, Stdout: failWriter{errBoom}})
+	err := c.Exec(testContext(t), &agent.Cmd{Args: []string{"sh", "-c", "while :; do echo y; done"}, Stdout: failWriter{errBoom}})
 	if !errors.Is(err, errBoom) {
 		t.Fatalf("Exec = %v, want %v", err, errBoom)
 	}
@@ -292,7 +295,7 @@ func (w failWriter) Write([]byte) (int, error) { return 0, w.err }
 func TestOutput(t *testing.T) {
 	c := newTestClient(t)
 	out, err := c.Output(testContext(t), "sh", "-c", "echo ok; echo bad >&2; exit 2")
-	var ee *ExitError
+	var ee *agent.ExitError
 	if !errors.As(err, &ee) || ee.Code != 2 || string(ee.Stderr) != "bad\n" || string(out) != "ok\n" {
 		t.Fatalf("Output = %q, %#v", out, err)
 	}

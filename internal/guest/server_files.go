@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"context"
@@ -9,17 +9,15 @@ import (
 	"path/filepath"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/pettyvm/petty/agent/agentpb"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
 // ReadFile streams a file: the client sends the path, then credits; the
 // agent sends info, data chunks (at most the granted credits) and eof.
-func (s *service) ReadFile(ctx context.Context, stream agentpb.Agent_ReadFileServer) error {
+func (s *service) ReadFile(ctx context.Context, stream readFileStream) error {
 	if s.srv.inertOnly {
-		return status.Error(codes.PermissionDenied, "read disabled")
+		return errorf(wire.PermissionDenied, "read disabled")
 	}
 	in, err := stream.Recv()
 	if err != nil {
@@ -27,24 +25,24 @@ func (s *service) ReadFile(ctx context.Context, stream agentpb.Agent_ReadFileSer
 	}
 	path := in.GetPath()
 	if path == "" {
-		return status.Error(codes.InvalidArgument, "read: the first message must be a non-empty path")
+		return errorf(wire.InvalidArgument, "read: the first message must be a non-empty path")
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
 	if fi.IsDir() {
-		return status.Error(codes.FailedPrecondition, "is a directory")
+		return errorf(wire.FailedPrecondition, "is a directory")
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	credits := newWindow(outputWindow)
+	credits := wire.NewWindow(wire.OutputWindow)
 	clientDone := make(chan struct{})
 	go func() {
 		defer close(clientDone)
@@ -54,19 +52,19 @@ func (s *service) ReadFile(ctx context.Context, stream agentpb.Agent_ReadFileSer
 				cancel() // finished, abandoned or disconnected: stop sending
 				return
 			}
-			credits.grant(int(in.GetCredit()))
+			credits.Grant(int(in.GetCredit()))
 		}
 	}()
 
 	if err := stream.Send(&agentpb.ReadFileOutput{Msg: &agentpb.ReadFileOutput_Info{Info: fileInfoPB(fi)}}); err != nil {
 		return err
 	}
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, wire.ChunkSize)
 	for {
 		n, rerr := f.Read(buf)
 		if n > 0 {
-			if err := credits.take(ctx); err != nil {
-				return status.FromContextError(err).Err()
+			if err := credits.Take(ctx); err != nil {
+				return err
 			}
 			if err := stream.Send(&agentpb.ReadFileOutput{Msg: &agentpb.ReadFileOutput_Data{Data: buf[:n]}}); err != nil {
 				return err
@@ -76,7 +74,7 @@ func (s *service) ReadFile(ctx context.Context, stream agentpb.Agent_ReadFileSer
 			break
 		}
 		if rerr != nil {
-			return toStatus(rerr)
+			return rerr
 		}
 	}
 	if err := stream.Send(&agentpb.ReadFileOutput{Msg: &agentpb.ReadFileOutput_Eof{Eof: true}}); err != nil {
@@ -94,9 +92,9 @@ func (s *service) ReadFile(ctx context.Context, stream agentpb.Agent_ReadFileSer
 // bytes written from the agent. The file gets exactly the requested
 // permission bits (no umask). A stream that ends without close leaves the
 // partial file and reports Aborted.
-func (s *service) WriteFile(ctx context.Context, stream agentpb.Agent_WriteFileServer) (retErr error) {
+func (s *service) WriteFile(ctx context.Context, stream writeFileStream) (retErr error) {
 	if s.srv.inertOnly {
-		return status.Error(codes.PermissionDenied, "write disabled")
+		return errorf(wire.PermissionDenied, "write disabled")
 	}
 	in, err := stream.Recv()
 	if err != nil {
@@ -104,17 +102,17 @@ func (s *service) WriteFile(ctx context.Context, stream agentpb.Agent_WriteFileS
 	}
 	h := in.GetHeader()
 	if h == nil || h.Path == "" {
-		return status.Error(codes.InvalidArgument, "write: the first message must be a header with a non-empty path")
+		return errorf(wire.InvalidArgument, "write: the first message must be a header with a non-empty path")
 	}
 	perm := fs.FileMode(h.Mode) & fs.ModePerm
 	if h.CreateParents {
 		if err := os.MkdirAll(filepath.Dir(h.Path), 0o755); err != nil {
-			return toStatus(err)
+			return err
 		}
 	}
 	f, err := os.OpenFile(h.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
 	defer func() {
 		if f != nil {
@@ -126,7 +124,7 @@ func (s *service) WriteFile(ctx context.Context, stream agentpb.Agent_WriteFileS
 	for {
 		in, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return status.Error(codes.Aborted, "write: stream ended before close")
+			return errorf(wire.Aborted, "write: stream ended before close")
 		}
 		if err != nil {
 			return err
@@ -136,19 +134,19 @@ func (s *service) WriteFile(ctx context.Context, stream agentpb.Agent_WriteFileS
 			n, err := f.Write(m.Data)
 			written += int64(n)
 			if err != nil {
-				return toStatus(err)
+				return err
 			}
 			if err := stream.Send(&agentpb.WriteFileOutput{Msg: &agentpb.WriteFileOutput_Credit{Credit: 1}}); err != nil {
 				return err
 			}
 		case *agentpb.WriteFileInput_Close:
 			if err := f.Chmod(perm); err != nil {
-				return toStatus(err)
+				return err
 			}
 			err := f.Close()
 			f = nil
 			if err != nil {
-				return toStatus(err)
+				return err
 			}
 			if err := stream.Send(&agentpb.WriteFileOutput{Msg: &agentpb.WriteFileOutput_Written{Written: written}}); err != nil {
 				return err
@@ -161,7 +159,7 @@ func (s *service) WriteFile(ctx context.Context, stream agentpb.Agent_WriteFileS
 				}
 			}
 		default:
-			return status.Error(codes.InvalidArgument, "write: unexpected message")
+			return errorf(wire.InvalidArgument, "write: unexpected message")
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pettyvm/petty/agent"
 )
 
 func TestFiles(t *testing.T) {
@@ -23,7 +24,7 @@ func TestFiles(t *testing.T) {
 	if err := c.WriteFile(ctx, p, []byte("hi"), 0o600); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("WriteFile without parents = %v, want fs.ErrNotExist", err)
 	}
-	if err := c.WriteFile(ctx, p, []byte("hello"), 0o640, CreateParents()); err != nil {
+	if err := c.WriteFile(ctx, p, []byte("hello"), 0o640, agent.CreateParents()); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.ReadFile(ctx, p)

@@ -1,4 +1,4 @@
-package agent
+package guest
 
 import (
 	"context"
@@ -6,19 +6,17 @@ import (
 	"os"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pettyvm/petty/agent/agentpb"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
-// service implements agentpb.AgentService for a Server.
+// service implements the agent's methods (agent.proto's service Agent) for
+// a Server.
 type service struct {
 	srv *Server
 }
-
-var _ agentpb.AgentService = (*service)(nil)
 
 // finalWait bounds how long a streaming handler waits for the client to close
 // its side after the final message.
@@ -40,22 +38,22 @@ func (s *service) Shutdown(ctx context.Context, req *agentpb.ShutdownRequest) (*
 
 func (s *service) Stat(ctx context.Context, req *agentpb.StatRequest) (*agentpb.StatResponse, error) {
 	if req.Path == "" {
-		return nil, status.Error(codes.InvalidArgument, "empty path")
+		return nil, errorf(wire.InvalidArgument, "empty path")
 	}
 	fi, err := os.Stat(req.Path)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &agentpb.StatResponse{Info: fileInfoPB(fi)}, nil
 }
 
 func (s *service) ListDir(ctx context.Context, req *agentpb.ListDirRequest) (*agentpb.ListDirResponse, error) {
 	if req.Path == "" {
-		return nil, status.Error(codes.InvalidArgument, "empty path")
+		return nil, errorf(wire.InvalidArgument, "empty path")
 	}
 	ents, err := os.ReadDir(req.Path)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	resp := &agentpb.ListDirResponse{Entries: make([]*agentpb.FileInfo, 0, len(ents))}
 	for _, e := range ents {
@@ -65,10 +63,10 @@ func (s *service) ListDir(ctx context.Context, req *agentpb.ListDirRequest) (*ag
 		}
 		resp.Entries = append(resp.Entries, fileInfoPB(fi))
 	}
-	// A response over ttrpc's frame limit would make ttrpc drop the whole
-	// connection; report it as an error instead.
-	if n := proto.Size(resp); n > MaxFrameSize-4096 {
-		return nil, status.Errorf(codes.ResourceExhausted, "directory listing is %d bytes, over the %d byte message limit", n, MaxFrameSize)
+	// A response over the frame limit cannot be sent; report it as an
+	// error instead.
+	if n := proto.Size(resp); n > wire.MaxFrameSize-4096 {
+		return nil, errorf(wire.ResourceExhausted, "directory listing is %d bytes, over the %d byte message limit", n, wire.MaxFrameSize)
 	}
 	return resp, nil
 }
