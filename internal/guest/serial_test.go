@@ -150,21 +150,6 @@ func TestSerialReconnect(t *testing.T) {
 	}
 }
 
-func TestSerialHandshakeCancel(t *testing.T) {
-	a, b := net.Pipe()
-	defer b.Close()
-	go io.Copy(io.Discard, b) // a port nobody answers on
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	err := agent.SerialHandshake(ctx, a)
-	if !errors.Is(err, agent.ErrHandshake) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("agent.SerialHandshake = %v", err)
-	}
-	if _, err := a.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
-		t.Errorf("conn not closed after failed handshake: %v", err)
-	}
-}
-
 func TestParseSync(t *testing.T) {
 	for line, want := range map[string]string{
 		"PETTY-SYNC abc123":         "abc123",
