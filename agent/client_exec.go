@@ -44,7 +44,7 @@ type Cmd struct {
 // ends, Exec tells the agent to kill the process group and returns
 // ctx.Err() at once (within abortWait should the agent have stopped
 // reading). An agent that sends more output than the host granted credits
-// for fails the call with ErrProtocol.
+// for overflows the call's buffer and fails it with ErrProtocol.
 func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 	if len(cmd.Args) == 0 {
 		return errors.New("agent: exec: empty Args")
@@ -87,13 +87,11 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 		stderr = io.Discard
 	}
 	var writeErr error
+	// Output is acknowledged once consumed: the agent cannot have more
+	// than OutputWindow messages that the host has not consumed, and one
+	// that sends more overflows the stream's inbox (ErrProtocol).
 	ack := wire.NewAcker(wire.OutputWindow / 4)
-	credit := wire.OutputWindow // output messages the agent may still send
-	consumed := func(w io.Writer, b []byte) error {
-		if credit == 0 {
-			return fmt.Errorf("%w: exec: output beyond the %d messages granted", ErrProtocol, wire.OutputWindow)
-		}
-		credit--
+	consumed := func(w io.Writer, b []byte) {
 		if writeErr == nil {
 			if _, err := w.Write(b); err != nil {
 				writeErr = err
@@ -101,10 +99,8 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 			}
 		}
 		if n := ack.Consumed(); n > 0 {
-			credit += n
 			send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Credit{Credit: uint32(n)}})
 		}
-		return nil
 	}
 
 	var exit *agentpb.ExecExit
@@ -126,16 +122,13 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 			}
 			started = true
 		case *agentpb.ExecOutput_Stdout:
-			err = consumed(stdout, m.Stdout)
+			consumed(stdout, m.Stdout)
 		case *agentpb.ExecOutput_Stderr:
-			err = consumed(stderr, m.Stderr)
+			consumed(stderr, m.Stderr)
 		case *agentpb.ExecOutput_Credit:
 			stdinCredits.Grant(int(m.Credit))
 		case *agentpb.ExecOutput_Exit:
 			exit = m.Exit
-		}
-		if err != nil {
-			return err
 		}
 	}
 	// Tell the agent we are done.

@@ -102,8 +102,9 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 
 // CopyFrom streams the file at path in the guest to w and returns the number
 // of bytes copied. It holds at most a small window of chunks in memory; an
-// agent that sends more chunks than the host granted credits for fails the
-// call with ErrProtocol. When ctx ends it returns ctx.Err() at once.
+// agent that sends more chunks than the host granted credits for overflows
+// the call's buffer and fails it with ErrProtocol. When ctx ends it returns
+// ctx.Err() at once.
 func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64, error) {
 	stream, err := openStream[*agentpb.ReadFileInput, agentpb.ReadFileOutput](ctx, c.w, wire.MethodReadFile)
 	if err != nil {
@@ -114,8 +115,8 @@ func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64,
 		return 0, pathError("read", path, err)
 	}
 	var n int64
+	// Data is acknowledged once consumed (see Exec).
 	ack := wire.NewAcker(wire.OutputWindow / 4)
-	credit := wire.OutputWindow
 	for {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
@@ -126,17 +127,12 @@ func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64,
 		}
 		switch m := out.Msg.(type) {
 		case *agentpb.ReadFileOutput_Data:
-			if credit == 0 {
-				return n, pathError("read", path, fmt.Errorf("%w: data beyond the %d messages granted", ErrProtocol, wire.OutputWindow))
-			}
-			credit--
 			k, werr := w.Write(m.Data)
 			n += int64(k)
 			if werr != nil {
 				return n, werr
 			}
 			if g := ack.Consumed(); g > 0 {
-				credit += g
 				if err := stream.Send(&agentpb.ReadFileInput{Msg: &agentpb.ReadFileInput_Credit{Credit: uint32(g)}}); err != nil {
 					return n, pathError("read", path, err)
 				}

@@ -31,7 +31,13 @@ type fakeAgent struct {
 	conn net.Conn
 	wmu  sync.Mutex
 	done chan struct{}
+	stop chan struct{} // closed when the test ends
+	wg   sync.WaitGroup
 }
+
+// spawn runs fn on a goroutine that the test's end waits for; fn should
+// return once f.stop is closed or a write fails.
+func (f *fakeAgent) spawn(fn func()) { f.wg.Go(fn) }
 
 // startFakeAgent connects a Client to a fake agent whose handle is called
 // for every frame the host sends (nil: read and ignore). Both are closed
@@ -39,7 +45,7 @@ type fakeAgent struct {
 func startFakeAgent(t testing.TB, handle func(f *fakeAgent, h wire.Header, body []byte), opts ...Option) (*Client, *fakeAgent) {
 	t.Helper()
 	host, guest := net.Pipe()
-	f := &fakeAgent{conn: guest, done: make(chan struct{})}
+	f := &fakeAgent{conn: guest, done: make(chan struct{}), stop: make(chan struct{})}
 	go func() {
 		defer close(f.done)
 		for {
@@ -54,9 +60,11 @@ func startFakeAgent(t testing.TB, handle func(f *fakeAgent, h wire.Header, body 
 	}()
 	c := NewClient(host, opts...)
 	t.Cleanup(func() {
+		close(f.stop)
 		c.Close()
 		guest.Close()
 		<-f.done
+		f.wg.Wait()
 	})
 	return c, f
 }

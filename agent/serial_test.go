@@ -23,4 +23,3 @@ func TestSerialHandshakeCancel(t *testing.T) {
 		t.Errorf("conn not closed after failed handshake: %v", err)
 	}
 }
-
