@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/retry"
 )
 
 // TestBinaryShutdownInNamespace runs the real petty-agent binary as PID 1 of
@@ -62,16 +64,14 @@ func TestBinaryShutdownInNamespace(t *testing.T) {
 	}()
 
 	var conn net.Conn
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := retry.Do(dctx, retry.Backoff{Min: time.Millisecond, Max: 20 * time.Millisecond}, func(context.Context) error {
 		var err error
-		if conn, err = net.Dial("unix", sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent did not listen: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		conn, err = net.Dial("unix", sock)
+		return err
+	}); err != nil {
+		t.Fatalf("agent did not listen: %v", err)
 	}
 	c := agent.NewClient(conn)
 	defer c.Close()

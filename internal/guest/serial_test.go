@@ -2,14 +2,12 @@ package guest
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/pettyvm/petty/agent"
 	"github.com/pettyvm/petty/agent/wire"
@@ -103,9 +101,12 @@ func serialClient(t *testing.T, port *fakeSerialPort) *agent.Client {
 
 func TestSerial(t *testing.T) {
 	port := startSerialServer(t)
-	// Noise before the first host (boot messages, a previous session).
-	go port.connect().Write([]byte("garbage \x00\x01\x02\n\x00\x00\x00\x05junk PETTY-SYNC\n"))
-	time.Sleep(50 * time.Millisecond)
+	// Noise before the first host (boot messages, a previous session),
+	// written straight into the guest's stream: the Write returns once the
+	// agent has read all of it, so it precedes the first sync line.
+	if _, err := port.dev.Write([]byte("garbage \x00\x01\x02\n\x00\x00\x00\x05junk PETTY-SYNC\n")); err != nil {
+		t.Fatal(err)
+	}
 
 	c := serialClient(t, port)
 	ctx := testContext(t)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pettyvm/petty/internal/retry"
 )
 
 // Waiting for the serial port to appear.
@@ -15,7 +17,9 @@ const (
 	// serialPortWait bounds how long Run waits for a serial port that does
 	// not exist yet.
 	serialPortWait = 10 * time.Second
-	// serialPortPollMax caps the backoff between looks.
+	// serialPortPollMin and serialPortPollMax bound the backoff between
+	// looks.
+	serialPortPollMin = 100 * time.Microsecond
 	serialPortPollMax = 5 * time.Millisecond
 )
 
@@ -34,12 +38,14 @@ const (
 // is set (the agent is the guest's init, in udev's place) it then creates
 // the /dev/virtio-ports/NAME symlink.
 func openSerialPort(ctx context.Context, path string, link bool) (*os.File, error) {
-	deadline := time.Now().Add(serialPortWait)
-	delay := 100 * time.Microsecond
-	for {
+	ctx, cancel := context.WithTimeout(ctx, serialPortWait)
+	defer cancel()
+	var port *os.File
+	err := retry.Do(ctx, retry.Backoff{Min: serialPortPollMin, Max: serialPortPollMax}, func(context.Context) error {
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) {
-			return f, err
+			port = f
+			return retry.Permanent(err)
 		}
 		if dev := namedVirtioPort(path); dev != "" {
 			f, derr := os.OpenFile(dev, os.O_RDWR, 0)
@@ -47,24 +53,19 @@ func openSerialPort(ctx context.Context, path string, link bool) (*os.File, erro
 				if link {
 					linkVirtioPort(path, dev)
 				}
-				return f, nil
+				port = f
+				return nil
 			}
 			if !errors.Is(derr, fs.ErrNotExist) {
-				return nil, derr
+				return retry.Permanent(derr)
 			}
 		}
-		if time.Now().After(deadline) {
-			return nil, err
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, errors.Join(err, ctx.Err())
-		case <-t.C:
-		}
-		delay = min(2*delay, serialPortPollMax)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return port, nil
 }
 
 // namedVirtioPort returns the /dev node of the virtio-serial port that
