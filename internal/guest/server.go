@@ -41,6 +41,7 @@ type Server struct {
 	closed   bool
 	conns    map[io.Closer]struct{}
 	shutdown chan struct{} // closed by the Shutdown RPC
+	closing  chan struct{} // closed by Close and Shutdown
 	reboot   bool
 	active   int           // calls in progress
 	idle     chan struct{} // closed when active drops to 0
@@ -50,6 +51,7 @@ type Server struct {
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.shutdown = make(chan struct{})
+		s.closing = make(chan struct{})
 		s.conns = make(map[io.Closer]struct{})
 		s.idle = make(chan struct{})
 		close(s.idle)
@@ -117,15 +119,30 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.untrack(l)
 	var conns sync.WaitGroup
 	defer conns.Wait()
+	delay := time.Duration(0)
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			l.Close()
 			if s.isClosed() {
+				l.Close()
 				return ErrServerClosed
 			}
-			return err
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: the agent must not
+			// die of it (as PID 1 it would power off). Wait and retry.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.logger().Warn("accept", "err", err, "retry in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.closedCh():
+				t.Stop()
+			}
+			continue
 		}
+		delay = 0
 		if !s.track(nc) {
 			continue
 		}
@@ -133,6 +150,20 @@ func (s *Server) Serve(l net.Listener) error {
 			defer s.untrack(nc)
 			s.serveConn(nc)
 		})
+	}
+}
+
+// closedCh is closed once the server is closed.
+func (s *Server) closedCh() <-chan struct{} {
+	s.init()
+	return s.closing
+}
+
+// markClosed records that the server is closed; s.mu must be held.
+func (s *Server) markClosed() {
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
 	}
 }
 
@@ -166,7 +197,7 @@ func (s *Server) requestShutdown(reboot bool) {
 func (s *Server) Close() error {
 	s.init()
 	s.mu.Lock()
-	s.closed = true
+	s.markClosed()
 	conns := s.conns
 	s.conns = map[io.Closer]struct{}{}
 	s.mu.Unlock()
@@ -182,7 +213,7 @@ func (s *Server) Close() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
-	s.closed = true
+	s.markClosed()
 	var ls []io.Closer
 	for c := range s.conns {
 		if l, ok := c.(net.Listener); ok {
