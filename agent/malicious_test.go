@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -159,19 +160,24 @@ func byteSize(n int) string {
 }
 
 // TestMaliciousEndlessStream: the agent sends output and file data without
-// end to consumers that keep up. The host acknowledges only what it
-// consumed, so memory stays bounded; a Ping on the same Client is answered
-// during the flood, and the calls return by their deadline.
+// end, within its credits, to consumers that keep up. The host
+// acknowledges only what it consumed, so memory stays bounded; a Ping on
+// the same Client is answered during the flood, and the calls return by
+// their deadline. (An agent that ignores its credits is
+// TestMaliciousStalledConsumer's.)
 func TestMaliciousEndlessStream(t *testing.T) {
 	const deadline = 300 * time.Millisecond
 	base := heapAlloc()
-	c, _ := startFakeAgent(t, floodingAgent(wire.ChunkSize))
+	c, _ := startFakeAgent(t, honestFlood(math.MaxInt))
+	// Mid-flood, a Ping runs beside the consumer that keeps up.
 	pinged := make(chan error, 1)
 	var once sync.Once
 	w := writerFunc(func(p []byte) (int, error) {
-		once.Do(func() { // mid-flood
-			_, err := c.Ping(testContext(t))
-			pinged <- err
+		once.Do(func() {
+			go func() {
+				_, err := c.Ping(testContext(t))
+				pinged <- err
+			}()
 		})
 		return len(p), nil
 	})
@@ -335,6 +341,10 @@ func honestFlood(total int) func(f *fakeAgent, h wire.Header, body []byte) {
 		id := h.StreamID
 		switch h.Type {
 		case wire.TypeRequest:
+			if method(body) == wire.MethodPing {
+				f.respond(id, &agentpb.PingResponse{Pid: 7})
+				return
+			}
 			s := &stream{method: method(body), credits: make(chan int, 1024)}
 			streams[id] = s
 			f.spawn(func() {
