@@ -3,12 +3,14 @@ package guest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/retry"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -65,15 +67,47 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-// waitGone waits until pid no longer exists (reaped).
+// waitExited waits, on a pidfd, until pid has exited (a zombie counts);
+// it reports false if pid did not exist to begin with.
+func waitExited(t testing.TB, pid int) bool {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 10_000)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("poll pidfd: %v", err)
+		}
+		if n == 0 {
+			t.Fatalf("process %d still running after 10s", pid)
+		}
+		return true
+	}
+}
+
+// waitGone waits until pid no longer exists: it has exited (an event, on a
+// pidfd) and the agent, its parent, has reaped it (which follows at once).
 func waitGone(t testing.TB, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-			return
+	waitExited(t, pid)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := retry.Do(ctx, retry.Backoff{Min: 100 * time.Microsecond, Max: 10 * time.Millisecond}, func(context.Context) error {
+		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("process %d not reaped yet", pid)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("process %d still exists", pid)
 }

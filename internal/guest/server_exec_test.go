@@ -19,7 +19,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pettyvm/petty/agent"
-	"github.com/pettyvm/petty/internal/testutil"
 )
 
 func TestPing(t *testing.T) {
@@ -181,14 +180,7 @@ func TestExecTimeoutKillsGroup(t *testing.T) {
 // counts as killed.
 func waitGoneOrZombie(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if !testutil.Alive(pid) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("process %d still running", pid)
+	waitExited(t, pid)
 }
 
 func TestExecConcurrent(t *testing.T) {
