@@ -19,7 +19,11 @@ func TestClientCancelWhileReading(t *testing.T) {
 		pings++
 		if pings == 1 {
 			close(received)
-			<-gaveUp // reply only after the caller gave up
+			select { // reply only after the caller gave up
+			case <-gaveUp:
+			case <-f.stop:
+				return
+			}
 		}
 		f.respond(h.StreamID, &agentpb.PingResponse{Pid: int64(pings)})
 	})
