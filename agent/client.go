@@ -72,9 +72,10 @@ func WithMaxReadFile(n int64) Option {
 // every other call, goes on; a frame for a stream the host never opened
 // fails the connection (ErrProtocol and ErrClosed); Output and ReadFile
 // collect at most DefaultMaxOutput and DefaultMaxReadFile bytes; a call
-// whose ctx ends is deregistered and returns at once, a stream after at
-// most 250 ms more spent telling an agent that stopped reading to stop;
-// ctx also interrupts a write blocked on such an agent. So the
+// whose ctx ends is deregistered and returns at once, or, when the agent
+// stopped reading, within 250 ms (a write it was blocked in is given that
+// long to finish; a frame cut in the middle closes the connection), a
+// stream within 250 ms more spent telling the agent to stop. So the
 // memory a misbehaving agent can make a Client hold is bounded by one
 // frame being read plus, per call in progress, one frame and 2 MiB, plus
 // what Output and ReadFile collect.

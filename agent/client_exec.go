@@ -59,11 +59,12 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 		defer sendMu.Unlock()
 		return stream.Send(m)
 	}
+	var exit *agentpb.ExecExit
 	done := make(chan struct{})
 	defer func() {
 		close(done)
 		sendMu.Lock()
-		stream.release()
+		stream.release(exit != nil)
 		sendMu.Unlock()
 	}()
 	if err := send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Start{Start: &agentpb.ExecStart{
@@ -103,7 +104,6 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 		}
 	}
 
-	var exit *agentpb.ExecExit
 	for exit == nil {
 		out, err := stream.Recv()
 		if err != nil {
@@ -131,11 +131,6 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 			exit = m.Exit
 		}
 	}
-	// Tell the agent we are done.
-	sendMu.Lock()
-	stream.CloseSend()
-	sendMu.Unlock()
-
 	if writeErr != nil {
 		return fmt.Errorf("agent: exec: writing output: %w", writeErr)
 	}

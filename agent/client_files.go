@@ -110,7 +110,8 @@ func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64,
 	if err != nil {
 		return 0, pathError("read", path, err)
 	}
-	defer stream.release()
+	completed := false
+	defer func() { stream.release(completed) }()
 	if err := stream.Send(&agentpb.ReadFileInput{Msg: &agentpb.ReadFileInput_Path{Path: path}}); err != nil {
 		return 0, pathError("read", path, err)
 	}
@@ -138,6 +139,7 @@ func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64,
 				}
 			}
 		case *agentpb.ReadFileOutput_Eof:
+			completed = true
 			return n, nil
 		}
 	}
@@ -158,7 +160,8 @@ func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.F
 	if err != nil {
 		return 0, pathError("write", path, err)
 	}
-	defer stream.release()
+	completed := false
+	defer func() { stream.release(completed) }()
 	h := &agentpb.WriteFileHeader{Path: path, Mode: uint32(perm.Perm())}
 	for _, o := range opts {
 		o(h)
@@ -219,6 +222,7 @@ func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.F
 			return 0, err
 		}
 		if final {
+			completed = true
 			return written, nil
 		}
 	}

@@ -48,6 +48,14 @@ type wireClient struct {
 	bg      bool          // a background goroutine reads (no deadlines)
 	helper  *stalledWrite // the write whose helper holds the reader role
 
+	// Streams given up before their last frame arrived: the agent may
+	// still write to them (see writeConn). At most maxUnended ids are
+	// kept; beyond that, unendedMany stays set for the connection's life.
+	unended     map[uint32]struct{}
+	unendedMany bool
+	mayWrite    atomic.Bool  // len(unended) > 0 || unendedMany
+	nstreams    atomic.Int32 // registered streams
+
 	// Reader state, owned by the reader role.
 	br   *bufio.Reader
 	rhdr [wire.HeaderLen]byte
@@ -88,6 +96,7 @@ func newWireClient(nc net.Conn, lim limits) *wireClient {
 		lim:     lim,
 		wlock:   make(chan struct{}, 1),
 		streams: map[uint32]*wireStream{},
+		unended: map[uint32]struct{}{},
 		nextID:  1,
 		handoff: make(chan struct{}),
 		br:      bufio.NewReaderSize(nc, 16<<10),
@@ -122,6 +131,7 @@ func (c *wireClient) fail(err error) {
 	c.err = err
 	for id, s := range c.streams {
 		delete(c.streams, id)
+		c.nstreams.Add(-1)
 		s.err = err
 		close(s.done)
 	}
@@ -159,6 +169,7 @@ func (c *wireClient) open(ctx context.Context, method string, flags byte, in pro
 	s := &wireStream{id: c.nextID, inbox: make(chan wireFrame, inbox), done: make(chan struct{})}
 	c.nextID += 2
 	c.streams[s.id] = s
+	c.nstreams.Add(1)
 	c.mu.Unlock()
 	var timeout int64
 	if dl, ok := ctx.Deadline(); ok {
@@ -179,11 +190,45 @@ func (c *wireClient) open(ctx context.Context, method string, flags byte, in pro
 func (c *wireClient) remove(s *wireStream, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.removeLocked(s, err)
+}
+
+func (c *wireClient) removeLocked(s *wireStream, err error) {
 	if c.streams[s.id] == s {
 		delete(c.streams, s.id)
+		c.nstreams.Add(-1)
 		s.err = err
 		close(s.done)
 	}
+}
+
+// maxUnended bounds the ids of streams given up before their end that a
+// connection remembers.
+const maxUnended = 256
+
+// abandon unregisters s, whose last frame has not arrived: the agent may
+// still write to it.
+func (c *wireClient) abandon(s *wireStream, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removeLocked(s, err)
+	if c.err != nil {
+		return
+	}
+	if len(c.unended) < maxUnended {
+		c.unended[s.id] = struct{}{}
+	} else {
+		c.unendedMany = true
+	}
+	c.mayWrite.Store(true)
+}
+
+// ended notes a dropped frame that ended stream id, given up earlier.
+func (c *wireClient) ended(id uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.unended, id)
+	c.mayWrite.Store(len(c.unended) > 0 || c.unendedMany)
 }
 
 // registered reports how many streams are registered (tests).
@@ -225,8 +270,9 @@ func (c *wireClient) send(ctx context.Context, id uint32, flags byte, m proto.Me
 }
 
 // writeLocked writes the frame b under the write lock. ctx ending
-// interrupts a blocked write: with nothing written it returns ctx.Err();
-// a frame cut in the middle breaks the connection.
+// interrupts a write still blocked abortWait later (an agent that stopped
+// reading): with nothing written it returns ctx.Err(); a frame cut in the
+// middle breaks the connection.
 func (c *wireClient) writeLocked(ctx context.Context, b []byte) error {
 	if cap(b) <= 64<<10 {
 		c.wbuf = b[:0]
@@ -245,7 +291,7 @@ func (c *wireClient) writeLocked(ctx context.Context, b []byte) error {
 	if ctx.Done() != nil && !c.bg {
 		fired = make(chan struct{})
 		stop = context.AfterFunc(ctx, func() {
-			c.nc.SetWriteDeadline(time.Now())
+			c.nc.SetWriteDeadline(time.Now().Add(abortWait))
 			close(fired)
 		})
 	}
@@ -275,9 +321,13 @@ type stalledWrite struct{ done bool } // done: guarded by wireClient.mu
 // itself blocked writing to us (full socket buffers both ways, a late reply
 // to a call that gave up), neither side would move. A write that blocks for
 // writeStall therefore starts a helper that holds the reader role,
-// delivering frames to their streams, until the write is done.
+// delivering frames to their streams, until the write is done. Alone on
+// the connection (one stream, none given up before its end) the writer
+// needs no helper: the agent only writes what that stream asked for, and
+// its reader never waits for us meanwhile. (An agent that does, writing
+// without reading, blocks such a write until its ctx ends.)
 func (c *wireClient) writeConn(b []byte) (int, error) {
-	if c.bg {
+	if c.bg || (c.nstreams.Load() <= 1 && !c.mayWrite.Load()) {
 		return c.nc.Write(b)
 	}
 	w := &stalledWrite{}
@@ -432,7 +482,10 @@ func (c *wireClient) readUntil(s *wireStream) (wireFrame, bool, error) {
 		case t == nil && !opened:
 			return wireFrame{}, false, c.failConn(fmt.Errorf("%w: a frame for stream %d, which the host never opened", ErrProtocol, id))
 		case t == nil:
-			// A stream we gave up on: drop the frame.
+			// A stream we gave up on: drop the frame, noting its end.
+			if f.typ == wire.TypeResponse || f.flags&wire.FlagRemoteClose != 0 {
+				c.ended(id)
+			}
 		case t == s:
 			return f, true, nil
 		default:
@@ -518,10 +571,11 @@ func (c *wireClient) call(ctx context.Context, method string, in, resp proto.Mes
 		return err
 	}
 	f, err := c.recv(ctx, s)
-	c.remove(s, ErrClosed)
 	if err != nil {
+		c.abandon(s, ErrClosed)
 		return err
 	}
+	c.remove(s, ErrClosed)
 	if f.typ != wire.TypeResponse {
 		return fmt.Errorf("%w: stream %d: frame type %d in reply to a call", ErrProtocol, s.id, f.typ)
 	}
@@ -603,17 +657,35 @@ func (cs *clientStream[In, Out, POut]) closeSend(ctx context.Context) error {
 const abortWait = 250 * time.Millisecond
 
 // release ends the call on the host: unless the agent already ended the
-// stream it closes the host's side, which tells the agent to stop, within
-// abortWait; then the stream is deregistered and late frames dropped.
-func (cs *clientStream[In, Out, POut]) release() {
+// stream it closes the host's side, which tells the agent to stop, and,
+// for a call that completed (drain), reads until the agent's end of the
+// stream; both within abortWait. Then the stream is deregistered and late
+// frames dropped.
+func (cs *clientStream[In, Out, POut]) release(drain bool) {
 	cs.stop()
-	if !cs.remoteClosed && !cs.localClosed {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(cs.ctx), abortWait)
+	if cs.remoteClosed {
+		cs.c.remove(cs.s, ErrClosed)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(cs.ctx), abortWait)
+	defer cancel()
+	if !cs.localClosed {
 		cs.closeSend(ctx)
-		cancel()
 	}
 	cs.localClosed = true
-	cs.c.remove(cs.s, ErrClosed)
+	if drain && cs.ctx.Err() == nil {
+		cs.ctx = ctx
+		for !cs.remoteClosed {
+			if _, err := cs.Recv(); err != nil && !cs.remoteClosed {
+				break
+			}
+		}
+	}
+	if cs.remoteClosed {
+		cs.c.remove(cs.s, ErrClosed)
+	} else {
+		cs.c.abandon(cs.s, ErrClosed)
+	}
 }
 
 // Recv returns the next message; io.EOF when the agent ended the stream
