@@ -20,7 +20,8 @@ import (
 // flight (streams 1, 3 and 5). Whatever the bytes, the Client must not
 // panic, every call must return by its deadline, and what it allocates
 // must stay bounded by the input and the host's limits (not by the lengths
-// the bytes announce). Seeds live in testdata/fuzz/FuzzHostFrames.
+// the bytes announce). The seeds are added below; failures found land in
+// testdata/fuzz/FuzzHostFrames.
 func FuzzHostFrames(f *testing.F) {
 	data := func(id uint32, flags byte, m proto.Message) []byte {
 		b, _ := wire.AppendFrame(nil, id, wire.TypeData, flags, m)
