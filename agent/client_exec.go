@@ -10,11 +10,8 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/agent/agentpb"
+	"github.com/pettyvm/petty/agent/wire"
 )
-
-// abandonWait bounds how long a cancelled call keeps draining its stream
-// before giving it up.
-const abandonWait = 5 * time.Second
 
 // Cmd describes a command to run in the guest. Its fields mirror os/exec.Cmd.
 type Cmd struct {
@@ -44,18 +41,17 @@ type Cmd struct {
 // exited 0 with its output intact, an *ExitError if it exited non-zero, was
 // killed or had output truncated, and other errors for failures to run it
 // (errors.Is(err, fs.ErrNotExist) when the program is not found). When ctx
-// ends the agent kills the process group and Exec returns ctx.Err().
-func (c *Client) Exec(ctx context.Context, cmd *Cmd) (retErr error) {
+// ends, Exec tells the agent to kill the process group and returns
+// ctx.Err() at once (within abortWait should the agent have stopped
+// reading). An agent that sends more output than the host granted credits
+// for overflows the call's buffer and fails it with ErrProtocol.
+func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 	if len(cmd.Args) == 0 {
 		return errors.New("agent: exec: empty Args")
 	}
-	// The stream outlives ctx briefly so that a cancelled command can be
-	// killed and its stream drained.
-	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer scancel()
-	stream, err := openStream[*agentpb.ExecInput, agentpb.ExecOutput](sctx, c.w, "Exec")
+	stream, err := openStream[*agentpb.ExecInput, agentpb.ExecOutput](ctx, c.w, wire.MethodExec)
 	if err != nil {
-		return fromRemote(err)
+		return err
 	}
 	var sendMu sync.Mutex
 	send := func(m *agentpb.ExecInput) error {
@@ -63,6 +59,14 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) (retErr error) {
 		defer sendMu.Unlock()
 		return stream.Send(m)
 	}
+	var exit *agentpb.ExecExit
+	done := make(chan struct{})
+	defer func() {
+		close(done)
+		sendMu.Lock()
+		stream.release(exit != nil)
+		sendMu.Unlock()
+	}()
 	if err := send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Start{Start: &agentpb.ExecStart{
 		Args:      cmd.Args,
 		Env:       cmd.Env,
@@ -71,21 +75,11 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) (retErr error) {
 		TimeoutNs: int64(cmd.Timeout),
 		MaxOutput: cmd.MaxOutput,
 	}}}); err != nil {
-		return fromRemote(err)
+		return err
 	}
 
-	done := make(chan struct{})
-	defer close(done)
-	stdinCredits := newWindow(inputWindow)
+	stdinCredits := wire.NewWindow(wire.InputWindow)
 	started := false
-
-	kill := func() {
-		send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Kill{Kill: true}})
-		time.AfterFunc(abandonWait, scancel)
-	}
-	stopWatch := context.AfterFunc(ctx, kill)
-	defer stopWatch()
-
 	stdout, stderr := cmd.Stdout, cmd.Stderr
 	if stdout == nil {
 		stdout = io.Discard
@@ -94,20 +88,22 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) (retErr error) {
 		stderr = io.Discard
 	}
 	var writeErr error
-	ack := acker{batch: outputWindow / 4}
+	// Output is acknowledged once consumed: the agent cannot have more
+	// than OutputWindow messages that the host has not consumed, and one
+	// that sends more overflows the stream's inbox (ErrProtocol).
+	ack := wire.NewAcker(wire.OutputWindow / 4)
 	consumed := func(w io.Writer, b []byte) {
 		if writeErr == nil {
 			if _, err := w.Write(b); err != nil {
 				writeErr = err
-				kill()
+				send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Kill{Kill: true}})
 			}
 		}
-		if n := ack.consumed(); n > 0 {
+		if n := ack.Consumed(); n > 0 {
 			send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Credit{Credit: uint32(n)}})
 		}
 	}
 
-	var exit *agentpb.ExecExit
 	for exit == nil {
 		out, err := stream.Recv()
 		if err != nil {
@@ -117,7 +113,7 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) (retErr error) {
 			if errors.Is(err, io.EOF) {
 				err = fmt.Errorf("agent: exec: stream ended without an exit status: %w", io.ErrUnexpectedEOF)
 			}
-			return fromRemote(err)
+			return err
 		}
 		switch m := out.Msg.(type) {
 		case *agentpb.ExecOutput_StartedPid:
@@ -130,23 +126,10 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) (retErr error) {
 		case *agentpb.ExecOutput_Stderr:
 			consumed(stderr, m.Stderr)
 		case *agentpb.ExecOutput_Credit:
-			stdinCredits.grant(int(m.Credit))
+			stdinCredits.Grant(int(m.Credit))
 		case *agentpb.ExecOutput_Exit:
 			exit = m.Exit
 		}
-	}
-	// Tell the agent we are done and wait for it to end the stream.
-	sendMu.Lock()
-	stream.CloseSend()
-	sendMu.Unlock()
-	for {
-		if _, err := stream.Recv(); err != nil {
-			break
-		}
-	}
-
-	if ctx.Err() != nil {
-		return ctx.Err()
 	}
 	if writeErr != nil {
 		return fmt.Errorf("agent: exec: writing output: %w", writeErr)
@@ -158,8 +141,9 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) (retErr error) {
 }
 
 // forwardClientStdin streams r to the agent, one credit per chunk, then
-// closes the command's stdin.
-func forwardClientStdin(r io.Reader, credits *window, send func(*agentpb.ExecInput) error, done <-chan struct{}) {
+// closes the command's stdin. It stops when done is closed; a Read still
+// blocked in r then returns later to nothing (see Cmd.Stdin).
+func forwardClientStdin(r io.Reader, credits *wire.Window, send func(*agentpb.ExecInput) error, done <-chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -169,11 +153,11 @@ func forwardClientStdin(r io.Reader, credits *window, send func(*agentpb.ExecInp
 		case <-ctx.Done():
 		}
 	}()
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, wire.ChunkSize)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if credits.take(ctx) != nil {
+			if credits.Take(ctx) != nil {
 				return
 			}
 			if send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Stdin{Stdin: buf[:n]}}) != nil {
@@ -189,14 +173,56 @@ func forwardClientStdin(r io.Reader, credits *window, send func(*agentpb.ExecInp
 	}
 }
 
+// cappedBuffer collects at most max bytes and notes what it dropped.
+type cappedBuffer struct {
+	mu      sync.Mutex
+	bufs    [2]bytes.Buffer
+	left    int64
+	dropped bool
+}
+
+// writer returns the writer for buffer i, sharing the cap.
+func (b *cappedBuffer) writer(i int) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		k := min(int64(len(p)), b.left)
+		b.bufs[i].Write(p[:k])
+		b.left -= k
+		if k < int64(len(p)) {
+			b.dropped = true
+		}
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
 // Output runs args in the guest and returns its standard output. On a
-// non-zero exit the *ExitError carries the standard error output.
+// non-zero exit the *ExitError carries the standard error output. Output
+// collects at most the Client's output limit (DefaultMaxOutput unless
+// WithMaxOutput changed it), stdout and stderr together: it asks the agent
+// to truncate there and drops anything beyond it itself; truncated output
+// is reported as an *ExitError with Truncated set.
 func (c *Client) Output(ctx context.Context, args ...string) ([]byte, error) {
-	var stdout, stderr bytes.Buffer
-	err := c.Exec(ctx, &Cmd{Args: args, Stdout: &stdout, Stderr: &stderr})
+	buf := &cappedBuffer{left: c.lim.maxOutput}
+	err := c.Exec(ctx, &Cmd{Args: args, Stdout: buf.writer(0), Stderr: buf.writer(1), MaxOutput: c.lim.maxOutput})
+	buf.mu.Lock()
+	defer buf.mu.Unlock()
+	if buf.dropped {
+		var ee *ExitError
+		switch {
+		case err == nil:
+			err = &ExitError{Truncated: true}
+		case errors.As(err, &ee):
+			ee.Truncated = true
+		}
+	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
-		ee.Stderr = stderr.Bytes()
+		ee.Stderr = buf.bufs[1].Bytes()
 	}
-	return stdout.Bytes(), err
+	return buf.bufs[0].Bytes(), err
 }

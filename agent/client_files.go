@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/agent/agentpb"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
 // FileInfo describes a file in the guest.
@@ -46,7 +47,7 @@ func CreateParents() WriteOption {
 // Stat describes the file at path in the guest, following symlinks.
 func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
 	var resp agentpb.StatResponse
-	if err := c.w.call(ctx, "Stat", &agentpb.StatRequest{Path: path}, &resp); err != nil {
+	if err := c.w.call(ctx, wire.MethodStat, &agentpb.StatRequest{Path: path}, &resp); err != nil {
 		return FileInfo{}, pathError("stat", path, err)
 	}
 	return fileInfoFromPB(resp.Info), nil
@@ -56,7 +57,7 @@ func (c *Client) Stat(ctx context.Context, path string) (FileInfo, error) {
 // are described, not followed.
 func (c *Client) ListDir(ctx context.Context, path string) ([]FileInfo, error) {
 	var resp agentpb.ListDirResponse
-	if err := c.w.call(ctx, "ListDir", &agentpb.ListDirRequest{Path: path}, &resp); err != nil {
+	if err := c.w.call(ctx, wire.MethodListDir, &agentpb.ListDirRequest{Path: path}, &resp); err != nil {
 		return nil, pathError("readdir", path, err)
 	}
 	out := make([]FileInfo, len(resp.Entries))
@@ -66,38 +67,63 @@ func (c *Client) ListDir(ctx context.Context, path string) ([]FileInfo, error) {
 	return out, nil
 }
 
-// ReadFile returns the contents of the file at path in the guest.
+// ReadFile returns the contents of the file at path in the guest. It
+// collects at most the Client's file limit (DefaultMaxReadFile unless
+// WithMaxReadFile changed it): a larger file fails with an *fs.PathError
+// wrapping ErrTooLarge. Use CopyFrom to stream larger files.
 func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	var buf bytes.Buffer
-	if _, err := c.CopyFrom(ctx, path, &buf); err != nil {
+	lw := &limitWriter{w: &buf, left: c.lim.maxReadFile}
+	if _, err := c.CopyFrom(ctx, path, lw); err != nil {
+		if errors.Is(err, errLimit) {
+			err = &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, c.lim.maxReadFile)}
+		}
 		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
+// errLimit is limitWriter's error.
+var errLimit = errors.New("limit reached")
+
+// limitWriter passes at most left bytes on to w, then fails.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, errLimit
+	}
+	l.left -= int64(len(p))
+	return l.w.Write(p)
+}
+
 // CopyFrom streams the file at path in the guest to w and returns the number
-// of bytes copied. It holds at most a small window of chunks in memory.
+// of bytes copied. It holds at most a small window of chunks in memory; an
+// agent that sends more chunks than the host granted credits for overflows
+// the call's buffer and fails it with ErrProtocol. When ctx ends it returns
+// ctx.Err() at once.
 func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64, error) {
-	sctx, release := streamContext(ctx)
-	defer release()
-	stream, err := openStream[*agentpb.ReadFileInput, agentpb.ReadFileOutput](sctx, c.w, "ReadFile")
+	stream, err := openStream[*agentpb.ReadFileInput, agentpb.ReadFileOutput](ctx, c.w, wire.MethodReadFile)
 	if err != nil {
 		return 0, pathError("read", path, err)
 	}
-	remoteDone := false
-	defer func() { stream.closeAndDrain(remoteDone) }()
+	completed := false
+	defer func() { stream.release(completed) }()
 	if err := stream.Send(&agentpb.ReadFileInput{Msg: &agentpb.ReadFileInput_Path{Path: path}}); err != nil {
 		return 0, pathError("read", path, err)
 	}
 	var n int64
-	ack := acker{batch: outputWindow / 4}
+	// Data is acknowledged once consumed (see Exec).
+	ack := wire.NewAcker(wire.OutputWindow / 4)
 	for {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
 		out, err := stream.Recv()
 		if err != nil {
-			remoteDone = true
 			return n, recvError(ctx, "read", path, err)
 		}
 		switch m := out.Msg.(type) {
@@ -107,12 +133,13 @@ func (c *Client) CopyFrom(ctx context.Context, path string, w io.Writer) (int64,
 			if werr != nil {
 				return n, werr
 			}
-			if g := ack.consumed(); g > 0 {
+			if g := ack.Consumed(); g > 0 {
 				if err := stream.Send(&agentpb.ReadFileInput{Msg: &agentpb.ReadFileInput_Credit{Credit: uint32(g)}}); err != nil {
 					return n, pathError("read", path, err)
 				}
 			}
 		case *agentpb.ReadFileOutput_Eof:
+			completed = true
 			return n, nil
 		}
 	}
@@ -129,14 +156,12 @@ func (c *Client) WriteFile(ctx context.Context, path string, data []byte, perm f
 // truncating it with exactly the permission bits of perm, and returns the
 // number of bytes written. If it fails midway the partial file remains.
 func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.FileMode, opts ...WriteOption) (int64, error) {
-	sctx, release := streamContext(ctx)
-	defer release()
-	stream, err := openStream[*agentpb.WriteFileInput, agentpb.WriteFileOutput](sctx, c.w, "WriteFile")
+	stream, err := openStream[*agentpb.WriteFileInput, agentpb.WriteFileOutput](ctx, c.w, wire.MethodWriteFile)
 	if err != nil {
 		return 0, pathError("write", path, err)
 	}
-	remoteDone := false
-	defer func() { stream.closeAndDrain(remoteDone) }()
+	completed := false
+	defer func() { stream.release(completed) }()
 	h := &agentpb.WriteFileHeader{Path: path, Mode: uint32(perm.Perm())}
 	for _, o := range opts {
 		o(h)
@@ -144,24 +169,25 @@ func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.F
 	if err := stream.Send(&agentpb.WriteFileInput{Msg: &agentpb.WriteFileInput_Header{Header: h}}); err != nil {
 		return 0, pathError("write", path, err)
 	}
-	credits := inputWindow
+	credits := wire.InputWindow
 	// recv handles one agent message; it returns the final count when the
 	// agent reports it.
 	recv := func() (written int64, final bool, err error) {
 		out, err := stream.Recv()
 		if err != nil {
-			remoteDone = true
 			return 0, false, recvError(ctx, "write", path, err)
 		}
 		switch m := out.Msg.(type) {
 		case *agentpb.WriteFileOutput_Credit:
-			credits += int(m.Credit)
+			// Never more than the window: an agent cannot make the host
+			// overrun its own buffers by over-granting.
+			credits = min(credits+int(m.Credit), wire.InputWindow)
 		case *agentpb.WriteFileOutput_Written:
 			return m.Written, true, nil
 		}
 		return 0, false, nil
 	}
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, wire.ChunkSize)
 	for {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
@@ -196,20 +222,9 @@ func (c *Client) CopyTo(ctx context.Context, path string, r io.Reader, perm fs.F
 			return 0, err
 		}
 		if final {
+			completed = true
 			return written, nil
 		}
-	}
-}
-
-// streamContext returns the context of a file stream: it outlives ctx by
-// abandonWait, so that an abandoned stream can still be drained. release
-// frees it.
-func streamContext(ctx context.Context) (sctx context.Context, release func()) {
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(abandonWait, cancel) })
-	return sctx, func() {
-		stop()
-		cancel()
 	}
 }
 

@@ -3,7 +3,6 @@ package agent
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,27 +12,31 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/containerd/ttrpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pettyvm/petty/agent/wire"
 )
 
-// wireClient is the host side of ttrpc's wire protocol (frames, Request and
-// Response protobufs, streams), without ttrpc's receiver goroutine: the
-// callers read the connection themselves. Whoever waits for a frame and
-// finds no reader becomes the reader (leader/follower): it reads frames,
-// hands the ones for other streams to their inboxes, and returns when it
-// reads its own, so an uncontended unary call never changes goroutine.
-// When it leaves, a waiting caller takes over. A caller's ctx ending
-// interrupts its read with a read deadline; a partly read frame is kept
-// for the next reader. Connections without deadlines get a reader
-// goroutine instead, as in ttrpc.
+// wireClient is the host side of the wire protocol (package wire), without
+// a receiver goroutine of its own: the callers read the connection
+// themselves. Whoever waits for a frame and finds no reader becomes the
+// reader (leader/follower): it reads frames, hands the ones for other
+// streams to their inboxes, and returns when it reads its own, so an
+// uncontended unary call never changes goroutine. When it leaves, a
+// waiting caller takes over. A caller's ctx ending interrupts its read with
+// a read deadline; a partly read frame is kept for the next reader.
+// Connections without deadlines get a reader goroutine instead.
+//
+// Nothing the agent sends is trusted (see Client for the limits): a header
+// is checked before its body is allocated, a stream's inbox is bounded and
+// overflowing it fails that stream without ever blocking the reader, and a
+// frame for a stream the host never opened fails the connection.
 type wireClient struct {
-	nc net.Conn
+	nc  net.Conn
+	lim limits
 
-	wmu  sync.Mutex // whole frames, and stream ids increasing on the wire
-	wbuf []byte
+	wlock chan struct{} // held (one token) while writing a whole frame
+	wbuf  []byte        // guarded by wlock
 
 	mu      sync.Mutex
 	streams map[uint32]*wireStream
@@ -45,11 +48,17 @@ type wireClient struct {
 	bg      bool          // a background goroutine reads (no deadlines)
 	helper  *stalledWrite // the write whose helper holds the reader role
 
-	nstreams atomic.Int32 // registered streams
+	// Streams given up before their last frame arrived: the agent may
+	// still write to them (see writeConn). At most maxUnended ids are
+	// kept; beyond that, unendedMany stays set for the connection's life.
+	unended     map[uint32]struct{}
+	unendedMany bool
+	mayWrite    atomic.Bool  // len(unended) > 0 || unendedMany
+	nstreams    atomic.Int32 // registered streams
 
 	// Reader state, owned by the reader role.
 	br   *bufio.Reader
-	rhdr [frameHeaderLen]byte
+	rhdr [wire.HeaderLen]byte
 	rhn  int    // header bytes read
 	rbuf []byte // body of the frame being read (nil: reading the header)
 	rbn  int    // body bytes read
@@ -63,25 +72,31 @@ type wireFrame struct {
 
 // wireStream is one stream's receiving side.
 type wireStream struct {
-	id    uint32
-	inbox chan wireFrame
-	done  chan struct{} // closed (with err set) when the stream is removed
-	err   error
-
-	// abandoned: a unary call that gave up; it stays registered until its
-	// reply arrives so that writers know the agent may still write to us
-	// (writeConn). Guarded by wireClient.mu.
-	abandoned bool
+	id     uint32
+	inbox  chan wireFrame
+	queued atomic.Int64  // payload bytes in inbox
+	done   chan struct{} // closed (with err set) when the stream is removed
+	err    error
 }
 
-// streamInbox is how many frames a stream buffers (ttrpc's own size); the
-// credit windows keep the agent well below it.
-const streamInbox = 64
+// take returns a frame from the inbox without blocking.
+func (s *wireStream) take() (wireFrame, bool) {
+	select {
+	case f := <-s.inbox:
+		s.queued.Add(-int64(len(f.payload)))
+		return f, true
+	default:
+		return wireFrame{}, false
+	}
+}
 
-func newWireClient(nc net.Conn) *wireClient {
+func newWireClient(nc net.Conn, lim limits) *wireClient {
 	c := &wireClient{
 		nc:      nc,
+		lim:     lim,
+		wlock:   make(chan struct{}, 1),
 		streams: map[uint32]*wireStream{},
+		unended: map[uint32]struct{}{},
 		nextID:  1,
 		handoff: make(chan struct{}),
 		br:      bufio.NewReaderSize(nc, 16<<10),
@@ -122,11 +137,30 @@ func (c *wireClient) fail(err error) {
 	}
 }
 
-// open starts a stream by sending a request frame with flags and returns
-// it, registered to receive frames.
-func (c *wireClient) open(req *ttrpc.Request, flags byte, inbox int) (*wireStream, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+// failConn fails and closes the connection because of err, a protocol
+// violation or a broken transport.
+func (c *wireClient) failConn(err error) error {
+	c.mu.Lock()
+	cerr := c.err
+	c.mu.Unlock()
+	if cerr != nil {
+		return cerr
+	}
+	cerr = fmt.Errorf("%w: %w", ErrClosed, err)
+	c.fail(cerr)
+	c.nc.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// open starts a stream by sending a request frame and returns it,
+// registered to receive frames; inbox bounds the frames it buffers.
+func (c *wireClient) open(ctx context.Context, method string, flags byte, in proto.Message, inbox int) (*wireStream, error) {
+	if err := c.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer c.unlock()
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -137,7 +171,15 @@ func (c *wireClient) open(req *ttrpc.Request, flags byte, inbox int) (*wireStrea
 	c.streams[s.id] = s
 	c.nstreams.Add(1)
 	c.mu.Unlock()
-	if err := c.writeLocked(s.id, msgRequest, flags, req); err != nil {
+	var timeout int64
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl).Nanoseconds(), 1)
+	}
+	b, err := wire.AppendRequestFrame(c.wbuf[:0], s.id, flags, wire.ServiceName, method, in, timeout)
+	if err == nil {
+		err = c.writeLocked(ctx, b)
+	}
+	if err != nil {
 		c.remove(s, err)
 		return nil, err
 	}
@@ -148,6 +190,10 @@ func (c *wireClient) open(req *ttrpc.Request, flags byte, inbox int) (*wireStrea
 func (c *wireClient) remove(s *wireStream, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.removeLocked(s, err)
+}
+
+func (c *wireClient) removeLocked(s *wireStream, err error) {
 	if c.streams[s.id] == s {
 		delete(c.streams, s.id)
 		c.nstreams.Add(-1)
@@ -156,40 +202,111 @@ func (c *wireClient) remove(s *wireStream, err error) {
 	}
 }
 
-// send writes one frame.
-func (c *wireClient) send(id uint32, typ, flags byte, m proto.Message) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.writeLocked(id, typ, flags, m)
+// maxUnended bounds the ids of streams given up before their end that a
+// connection remembers.
+const maxUnended = 256
+
+// abandon unregisters s, whose last frame has not arrived: the agent may
+// still write to it.
+func (c *wireClient) abandon(s *wireStream, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removeLocked(s, err)
+	if c.err != nil {
+		return
+	}
+	if len(c.unended) < maxUnended {
+		c.unended[s.id] = struct{}{}
+	} else {
+		c.unendedMany = true
+	}
+	c.mayWrite.Store(true)
 }
 
-func (c *wireClient) writeLocked(id uint32, typ, flags byte, m proto.Message) error {
-	b := append(c.wbuf[:0], make([]byte, frameHeaderLen)...)
-	if m != nil {
-		var err error
-		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, m); err != nil {
-			return err
-		}
+// ended notes a dropped frame that ended stream id, given up earlier.
+func (c *wireClient) ended(id uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.unended, id)
+	c.mayWrite.Store(len(c.unended) > 0 || c.unendedMany)
+}
+
+// registered reports how many streams are registered (tests).
+func (c *wireClient) registered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.streams)
+}
+
+// lock takes the write lock, or gives up when ctx ends.
+func (c *wireClient) lock(ctx context.Context) error {
+	select {
+	case c.wlock <- struct{}{}:
+		return nil
+	default:
 	}
-	if n := len(b) - frameHeaderLen; n > MaxFrameSize {
-		return status.Errorf(codes.ResourceExhausted, "message length %d exceeds maximum message size of %d", n, MaxFrameSize)
+	select {
+	case c.wlock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	binary.BigEndian.PutUint32(b[:4], uint32(len(b)-frameHeaderLen))
-	binary.BigEndian.PutUint32(b[4:8], id)
-	b[8], b[9] = typ, flags
+}
+
+func (c *wireClient) unlock() { <-c.wlock }
+
+// send writes one data frame on stream id; ctx bounds the wait for the
+// connection.
+func (c *wireClient) send(ctx context.Context, id uint32, flags byte, m proto.Message) error {
+	if err := c.lock(ctx); err != nil {
+		return err
+	}
+	defer c.unlock()
+	b, err := wire.AppendFrame(c.wbuf[:0], id, wire.TypeData, flags, m)
+	if err != nil {
+		return err
+	}
+	return c.writeLocked(ctx, b)
+}
+
+// writeLocked writes the frame b under the write lock. ctx ending
+// interrupts a write still blocked abortWait later (an agent that stopped
+// reading): with nothing written it returns ctx.Err(); a frame cut in the
+// middle breaks the connection.
+func (c *wireClient) writeLocked(ctx context.Context, b []byte) error {
 	if cap(b) <= 64<<10 {
-		c.wbuf = b
+		c.wbuf = b[:0]
 	}
-	if _, err := c.writeConn(b); err != nil {
-		c.mu.Lock()
-		cerr := c.err
-		c.mu.Unlock()
-		if cerr != nil {
-			return cerr
-		}
-		return fmt.Errorf("%w: %w", ttrpc.ErrClosed, err)
+	c.mu.Lock()
+	cerr := c.err
+	c.mu.Unlock()
+	if cerr != nil {
+		return cerr
 	}
-	return nil
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var stop func() bool
+	var fired chan struct{}
+	if ctx.Done() != nil && !c.bg {
+		fired = make(chan struct{})
+		stop = context.AfterFunc(ctx, func() {
+			c.nc.SetWriteDeadline(time.Now().Add(abortWait))
+			close(fired)
+		})
+	}
+	n, err := c.writeConn(b)
+	if stop != nil && !stop() {
+		<-fired
+		c.nc.SetWriteDeadline(time.Time{})
+	}
+	if err == nil {
+		return nil
+	}
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
+		return ctx.Err() // nothing written: the connection is intact
+	}
+	return c.failConn(fmt.Errorf("write: %w", err))
 }
 
 // writeStall is how long a write may block before a helper starts reading
@@ -201,14 +318,16 @@ type stalledWrite struct{ done bool } // done: guarded by wireClient.mu
 
 // writeConn writes b. The callers only read while they wait for a frame,
 // so while every caller is writing nobody would read: if the agent is
-// itself blocked writing to us (full socket buffers both ways), neither
-// side would move. A write that blocks for writeStall therefore starts a
-// helper that holds the reader role, delivering frames to their streams,
-// until the write is done.
+// itself blocked writing to us (full socket buffers both ways, a late reply
+// to a call that gave up), neither side would move. A write that blocks for
+// writeStall therefore starts a helper that holds the reader role,
+// delivering frames to their streams, until the write is done. Alone on
+// the connection (one stream, none given up before its end) the writer
+// needs no helper: the agent only writes what that stream asked for, and
+// its reader never waits for us meanwhile. (An agent that does, writing
+// without reading, blocks such a write until its ctx ends.)
 func (c *wireClient) writeConn(b []byte) (int, error) {
-	if c.bg || c.nstreams.Load() <= 1 {
-		// Alone on the connection, the writer reads right after writing
-		// and the agent only writes what it was asked for.
+	if c.bg || (c.nstreams.Load() <= 1 && !c.mayWrite.Load()) {
 		return c.nc.Write(b)
 	}
 	w := &stalledWrite{}
@@ -262,10 +381,8 @@ func (c *wireClient) releaseLocked() {
 // one else is.
 func (c *wireClient) recv(ctx context.Context, s *wireStream) (wireFrame, error) {
 	for {
-		select {
-		case f := <-s.inbox:
+		if f, ok := s.take(); ok {
 			return f, nil
-		default:
 		}
 		select {
 		case <-s.done:
@@ -290,6 +407,7 @@ func (c *wireClient) recv(ctx context.Context, s *wireStream) (wireFrame, error)
 		c.mu.Unlock()
 		select {
 		case f := <-s.inbox:
+			s.queued.Add(-int64(len(f.payload)))
 			return f, nil
 		case <-s.done:
 		case <-h:
@@ -303,9 +421,10 @@ func (c *wireClient) recv(ctx context.Context, s *wireStream) (wireFrame, error)
 // ends or the connection fails.
 func (c *wireClient) lead(ctx context.Context, s *wireStream) (wireFrame, bool, error) {
 	// A reader before us may have delivered it just before leaving.
-	select {
-	case f := <-s.inbox:
+	if f, ok := s.take(); ok {
 		return f, true, nil
+	}
+	select {
 	case <-s.done:
 		return wireFrame{}, false, s.err
 	default:
@@ -346,7 +465,7 @@ var errInterrupted = errors.New("agent: read interrupted")
 
 // readUntil reads one frame and delivers it: a frame for s is returned
 // (ok), others go to their streams' inboxes. A nil error with !ok means
-// another stream's frame was delivered or s ended.
+// another stream's frame was delivered or dropped, or s ended.
 func (c *wireClient) readUntil(s *wireStream) (wireFrame, bool, error) {
 	for {
 		id, f, err := c.readFrame()
@@ -355,24 +474,23 @@ func (c *wireClient) readUntil(s *wireStream) (wireFrame, bool, error) {
 		}
 		c.mu.Lock()
 		t := c.streams[id]
-		abandoned := t != nil && t.abandoned
+		opened := id%2 == 1 && id < c.nextID
 		c.mu.Unlock()
-		if abandoned {
-			c.remove(t, ttrpc.ErrClosed)
-			t = nil
-		}
-		if t == s && s != nil {
-			return f, true, nil
-		}
-		if t != nil {
-			c.deliver(t, f)
-			c.mu.Lock()
-			abandoned = t.abandoned
-			c.mu.Unlock()
-			if abandoned {
-				c.remove(t, ttrpc.ErrClosed)
+		switch {
+		case f.typ == wire.TypeRequest:
+			return wireFrame{}, false, c.failConn(fmt.Errorf("%w: a request frame (stream %d) from the agent", ErrProtocol, id))
+		case t == nil && !opened:
+			return wireFrame{}, false, c.failConn(fmt.Errorf("%w: a frame for stream %d, which the host never opened", ErrProtocol, id))
+		case t == nil:
+			// A stream we gave up on: drop the frame, noting its end.
+			if f.typ == wire.TypeResponse || f.flags&wire.FlagRemoteClose != 0 {
+				c.ended(id)
 			}
-		} // else a stream we gave up on
+		case t == s:
+			return f, true, nil
+		default:
+			c.deliver(t, f)
+		}
 		if s == nil {
 			return wireFrame{}, false, nil
 		}
@@ -384,39 +502,39 @@ func (c *wireClient) readUntil(s *wireStream) (wireFrame, bool, error) {
 	}
 }
 
-// deliver queues f for t; a stream whose inbox stays full for a second
-// (its reader stopped consuming) is ended with ttrpc.ErrStreamFull, as in
-// ttrpc.
+// deliver queues f for t without ever blocking: the reader serves every
+// stream. A stream whose inbox is full, or would hold more than the host's
+// per-stream byte limit, has received more than its credits allow (its
+// consumer cannot be behind by more than the window): that stream fails
+// with ErrProtocol, the others go on.
 func (c *wireClient) deliver(t *wireStream, f wireFrame) {
-	select {
-	case t.inbox <- f:
+	n := int64(len(f.payload))
+	if q := t.queued.Add(n); q > n && q > c.lim.streamBuffer {
+		t.queued.Add(-n)
+		c.remove(t, fmt.Errorf("%w: stream %d: more than %d bytes unread", ErrProtocol, t.id, c.lim.streamBuffer))
 		return
-	case <-t.done:
-		return
-	default:
 	}
-	timer := time.NewTimer(time.Second)
-	defer timer.Stop()
 	select {
 	case t.inbox <- f:
-	case <-t.done:
-	case <-timer.C:
-		c.remove(t, ttrpc.ErrStreamFull)
+	default:
+		t.queued.Add(-n)
+		c.remove(t, fmt.Errorf("%w: stream %d: more than %d frames unread (credits overrun)", ErrProtocol, t.id, cap(t.inbox)))
 	}
 }
 
 // readFrame reads the next frame, resuming a partly read one. A read
-// deadline yields errInterrupted; other errors are terminal.
+// deadline yields errInterrupted; other errors are terminal. The header is
+// checked against the host's frame limit before the body is allocated.
 func (c *wireClient) readFrame() (uint32, wireFrame, error) {
 	for c.rbuf == nil {
 		n, err := c.br.Read(c.rhdr[c.rhn:])
 		c.rhn += n
-		if c.rhn == frameHeaderLen {
-			l := binary.BigEndian.Uint32(c.rhdr[:4])
-			if l > MaxFrameSize {
-				return 0, wireFrame{}, c.readErr(fmt.Errorf("%w: frame length %d exceeds %d", ttrpc.ErrProtocol, l, MaxFrameSize))
+		if c.rhn == wire.HeaderLen {
+			h := wire.DecodeHeader(c.rhdr[:])
+			if err := h.Check(c.lim.maxFrame); err != nil {
+				return 0, wireFrame{}, c.failConn(fmt.Errorf("%w: %w", ErrProtocol, err))
 			}
-			c.rbuf, c.rbn = make([]byte, l), 0
+			c.rbuf, c.rbn = make([]byte, h.Length), 0
 			break
 		}
 		if err != nil {
@@ -430,10 +548,10 @@ func (c *wireClient) readFrame() (uint32, wireFrame, error) {
 			return 0, wireFrame{}, c.readErr(err)
 		}
 	}
-	f := wireFrame{typ: c.rhdr[8], flags: c.rhdr[9], payload: c.rbuf}
-	id := binary.BigEndian.Uint32(c.rhdr[4:8])
+	h := wire.DecodeHeader(c.rhdr[:])
+	f := wireFrame{typ: h.Type, flags: h.Flags, payload: c.rbuf}
 	c.rbuf, c.rhn = nil, 0
-	return id, f, nil
+	return h.StreamID, f, nil
 }
 
 // readErr classifies a read error; terminal ones fail the connection.
@@ -441,66 +559,50 @@ func (c *wireClient) readErr(err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return errInterrupted
 	}
-	c.mu.Lock()
-	cerr := c.err
-	c.mu.Unlock()
-	if cerr == nil {
-		cerr = fmt.Errorf("%w: %w", ttrpc.ErrClosed, err)
-		c.fail(cerr)
-		c.nc.Close()
-	}
-	return cerr
+	return c.failConn(err)
 }
 
-// call makes a unary call: it sends req and decodes the response into resp.
+// call makes a unary call: it sends in and decodes the response into resp.
+// However it ends, the call is deregistered when it returns: a late reply
+// is dropped.
 func (c *wireClient) call(ctx context.Context, method string, in, resp proto.Message) error {
-	payload, err := proto.Marshal(in)
-	if err != nil {
-		return err
-	}
-	req := &ttrpc.Request{Service: serviceName, Method: method, Payload: payload}
-	if dl, ok := ctx.Deadline(); ok {
-		req.TimeoutNano = max(time.Until(dl).Nanoseconds(), 1)
-	}
-	s, err := c.open(req, 0, 1)
+	s, err := c.open(ctx, method, 0, in, 1)
 	if err != nil {
 		return err
 	}
 	f, err := c.recv(ctx, s)
 	if err != nil {
-		c.mu.Lock()
-		s.abandoned = true
-		replied := len(s.inbox) > 0
-		c.mu.Unlock()
-		if replied {
-			c.remove(s, ttrpc.ErrClosed)
-		}
+		c.abandon(s, ErrClosed)
 		return err
 	}
-	c.remove(s, ttrpc.ErrClosed)
-	if f.typ != msgResponse {
-		return fmt.Errorf("unexpected message type %d: %w", f.typ, ttrpc.ErrProtocol)
+	c.remove(s, ErrClosed)
+	if f.typ != wire.TypeResponse {
+		return fmt.Errorf("%w: stream %d: frame type %d in reply to a call", ErrProtocol, s.id, f.typ)
 	}
 	return decodeResponse(f.payload, resp)
 }
 
-// decodeResponse decodes a ttrpc Response into m and returns its status.
+// decodeResponse decodes a response body into m and returns its status.
 func decodeResponse(b []byte, m proto.Message) error {
-	var r ttrpc.Response
-	if err := proto.Unmarshal(b, &r); err != nil {
+	var r wire.Response
+	if err := r.Unmarshal(b); err != nil {
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	if err := statusError(r.Status); err != nil {
 		return err
+	}
+	if m == nil {
+		return nil
 	}
 	if err := proto.Unmarshal(r.Payload, m); err != nil {
-		return err
-	}
-	if r.Status != nil && r.Status.Code != int32(codes.OK) {
-		return status.ErrorProto(r.Status)
+		return fmt.Errorf("%w: response: %w", ErrProtocol, err)
 	}
 	return nil
 }
 
 // clientStream is a bidirectional stream (Exec, ReadFile, WriteFile) with
-// In messages going to the agent and Out messages coming back.
+// In messages going to the agent and Out messages coming back. It is
+// deregistered when ctx ends or release is called.
 type clientStream[In proto.Message, Out any, POut interface {
 	*Out
 	proto.Message
@@ -508,6 +610,7 @@ type clientStream[In proto.Message, Out any, POut interface {
 	c            *wireClient
 	s            *wireStream
 	ctx          context.Context
+	stop         func() bool
 	localClosed  bool
 	remoteClosed bool
 }
@@ -517,45 +620,76 @@ func openStream[In proto.Message, Out any, POut interface {
 	*Out
 	proto.Message
 }](ctx context.Context, c *wireClient, method string) (*clientStream[In, Out, POut], error) {
-	s, err := c.open(&ttrpc.Request{Service: serviceName, Method: method}, flagRemoteOpen, streamInbox)
+	s, err := c.open(ctx, method, wire.FlagRemoteOpen, nil, wire.StreamInbox)
 	if err != nil {
 		return nil, err
 	}
-	context.AfterFunc(ctx, func() { c.remove(s, ctx.Err()) })
-	return &clientStream[In, Out, POut]{c: c, s: s, ctx: ctx}, nil
+	stop := context.AfterFunc(ctx, func() { c.remove(s, ctx.Err()) })
+	return &clientStream[In, Out, POut]{c: c, s: s, ctx: ctx, stop: stop}, nil
 }
 
 // Send sends one message.
 func (cs *clientStream[In, Out, POut]) Send(m In) error {
 	if cs.localClosed {
-		return ttrpc.ErrStreamClosed
+		return fmt.Errorf("%w: send after close", net.ErrClosed)
 	}
-	return cs.c.send(cs.s.id, msgData, 0, m)
+	return cs.c.send(cs.ctx, cs.s.id, 0, m)
 }
 
-// CloseSend tells the agent that no more messages follow.
+// CloseSend tells the agent that no more messages follow. Before the
+// agent's final message, it abandons the call (the agent stops the
+// command or transfer).
 func (cs *clientStream[In, Out, POut]) CloseSend() error {
+	return cs.closeSend(cs.ctx)
+}
+
+func (cs *clientStream[In, Out, POut]) closeSend(ctx context.Context) error {
 	if cs.localClosed {
-		return ttrpc.ErrStreamClosed
+		return nil
 	}
 	cs.localClosed = true
-	return cs.c.send(cs.s.id, msgData, flagRemoteClose|flagNoData, nil)
+	return cs.c.send(ctx, cs.s.id, wire.FlagRemoteClose|wire.FlagNoData, nil)
 }
 
-// closeAndDrain closes our side, which tells the agent to stop (done or
-// abandoned), then, unless remoteDone says the agent already ended the
-// stream, reads until it does.
-func (cs *clientStream[In, Out, POut]) closeAndDrain(remoteDone bool) {
-	cs.CloseSend()
-	for !remoteDone {
-		if _, err := cs.Recv(); err != nil {
-			return
+// abortWait bounds how long a call that failed or whose ctx ended spends
+// telling the agent to stop (a frame or two, unless the agent stopped
+// reading).
+const abortWait = 250 * time.Millisecond
+
+// release ends the call on the host: unless the agent already ended the
+// stream it closes the host's side, which tells the agent to stop, and,
+// for a call that completed (drain), reads until the agent's end of the
+// stream; both within abortWait. Then the stream is deregistered and late
+// frames dropped.
+func (cs *clientStream[In, Out, POut]) release(drain bool) {
+	cs.stop()
+	if cs.remoteClosed {
+		cs.c.remove(cs.s, ErrClosed)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(cs.ctx), abortWait)
+	defer cancel()
+	if !cs.localClosed {
+		cs.closeSend(ctx)
+	}
+	cs.localClosed = true
+	if drain && cs.ctx.Err() == nil {
+		cs.ctx = ctx
+		for !cs.remoteClosed {
+			if _, err := cs.Recv(); err != nil && !cs.remoteClosed {
+				break
+			}
 		}
+	}
+	if cs.remoteClosed {
+		cs.c.remove(cs.s, ErrClosed)
+	} else {
+		cs.c.abandon(cs.s, ErrClosed)
 	}
 }
 
 // Recv returns the next message; io.EOF when the agent ended the stream
-// cleanly, its status error otherwise.
+// cleanly, a *RemoteError when it ended it with an error status.
 func (cs *clientStream[In, Out, POut]) Recv() (POut, error) {
 	if cs.remoteClosed {
 		return nil, io.EOF
@@ -567,30 +701,25 @@ func (cs *clientStream[In, Out, POut]) Recv() (POut, error) {
 		}
 		return nil, err
 	}
-	m := POut(new(Out))
 	switch f.typ {
-	case msgResponse:
-		cs.end()
-		if err := decodeResponse(f.payload, m); err != nil {
+	case wire.TypeResponse:
+		cs.remoteClosed = true
+		if err := decodeResponse(f.payload, nil); err != nil {
 			return nil, err
 		}
-		return m, nil
-	case msgData:
-		if f.flags&flagRemoteClose != 0 {
-			cs.end()
-			if f.flags&flagNoData != 0 {
+		return nil, io.EOF
+	case wire.TypeData:
+		if f.flags&wire.FlagRemoteClose != 0 {
+			cs.remoteClosed = true
+			if f.flags&wire.FlagNoData != 0 {
 				return nil, io.EOF
 			}
 		}
+		m := POut(new(Out))
 		if err := proto.Unmarshal(f.payload, m); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: stream %d: %w", ErrProtocol, cs.s.id, err)
 		}
 		return m, nil
 	}
-	return nil, fmt.Errorf("unexpected message type %d: %w", f.typ, ttrpc.ErrProtocol)
-}
-
-func (cs *clientStream[In, Out, POut]) end() {
-	cs.remoteClosed = true
-	cs.c.remove(cs.s, io.EOF)
+	return nil, fmt.Errorf("%w: stream %d: frame type %d", ErrProtocol, cs.s.id, f.typ)
 }

@@ -5,24 +5,35 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os/exec"
-	"syscall"
 
-	"github.com/containerd/ttrpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/pettyvm/petty/agent/wire"
 )
 
 // ErrClosed is returned (wrapped) by Client methods once the connection to
 // the agent is closed or lost.
 var ErrClosed = errors.New("agent: connection closed")
 
+// ErrProtocol is returned (wrapped) when the agent broke the protocol: a
+// malformed or oversized frame, a frame for a stream the host never opened,
+// more data than the credits the host granted, or more unread frames than a
+// stream buffers. A violation on one stream fails that call; one on the
+// connection as a whole also closes it, and the error then wraps ErrClosed
+// too.
+var ErrProtocol = errors.New("agent: protocol violation by the agent")
+
+// ErrTooLarge is returned (wrapped in an *fs.PathError) by ReadFile for a
+// file larger than the host's limit (see WithMaxReadFile).
+var ErrTooLarge = errors.New("agent: over the host's size limit")
+
+// Code is the status code of a failed call, as the agent reports it.
+type Code = wire.Code
+
 // RemoteError is an error reported by the agent. errors.Is maps its code to
 // the standard errors: NotFound to fs.ErrNotExist, PermissionDenied to
-// fs.ErrPermission, AlreadyExists to fs.ErrExist and Unimplemented to
-// errors.ErrUnsupported.
+// fs.ErrPermission, AlreadyExists to fs.ErrExist, InvalidArgument to
+// fs.ErrInvalid and Unimplemented to errors.ErrUnsupported.
 type RemoteError struct {
-	Code    codes.Code
+	Code    Code
 	Message string
 }
 
@@ -34,15 +45,15 @@ func (e *RemoteError) Error() string {
 // Is reports whether the remote error corresponds to target.
 func (e *RemoteError) Is(target error) bool {
 	switch e.Code {
-	case codes.NotFound:
+	case wire.NotFound:
 		return target == fs.ErrNotExist
-	case codes.PermissionDenied:
+	case wire.PermissionDenied:
 		return target == fs.ErrPermission
-	case codes.AlreadyExists:
+	case wire.AlreadyExists:
 		return target == fs.ErrExist
-	case codes.Unimplemented:
+	case wire.Unimplemented:
 		return target == errors.ErrUnsupported
-	case codes.InvalidArgument:
+	case wire.InvalidArgument:
 		return target == fs.ErrInvalid
 	}
 	return false
@@ -55,7 +66,8 @@ type ExitError struct {
 	Code int
 	// Signal names the signal that killed the process ("SIGKILL"), if any.
 	Signal string
-	// Truncated reports that output beyond Cmd.MaxOutput was dropped.
+	// Truncated reports that output beyond Cmd.MaxOutput (or, for Output,
+	// the host's limit) was dropped.
 	Truncated bool
 	// TimedOut reports that Cmd.Timeout expired and the process group was
 	// killed.
@@ -83,60 +95,18 @@ func (e *ExitError) Error() string {
 	return s
 }
 
-// toStatus converts a server-side error into a ttrpc status error.
-func toStatus(err error) error {
-	if err == nil {
+// statusError turns a non-OK status into a *RemoteError.
+func statusError(st wire.Status) error {
+	if st.Code == wire.OK {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	code := codes.Unknown
-	switch {
-	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
-		code = codes.NotFound
-	case errors.Is(err, fs.ErrPermission):
-		code = codes.PermissionDenied
-	case errors.Is(err, fs.ErrExist):
-		code = codes.AlreadyExists
-	case errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENOTEMPTY):
-		code = codes.FailedPrecondition
-	case errors.Is(err, fs.ErrInvalid), errors.Is(err, syscall.EINVAL):
-		code = codes.InvalidArgument
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
-	}
-	msg := err.Error()
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		msg = pe.Err.Error() // the client adds op and path back
-	}
-	return status.Error(code, msg)
+	return &RemoteError{Code: st.Code, Message: st.Message}
 }
 
-// fromRemote converts an error from a ttrpc call into this package's errors.
-func fromRemote(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, ttrpc.ErrClosed) {
-		return fmt.Errorf("%w: %w", ErrClosed, err)
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	if st, ok := status.FromError(err); ok {
-		return &RemoteError{Code: st.Code(), Message: st.Message()}
-	}
-	return err
-}
-
-// pathError wraps a remote error for a file operation on path.
+// pathError wraps an error for a file operation on path; connection and
+// context errors are returned as they are.
 func pathError(op, path string, err error) error {
-	err = fromRemote(err)
-	if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return &fs.PathError{Op: op, Path: path, Err: err}

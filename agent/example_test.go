@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/guest"
 )
 
 // startAgent serves an in-process agent on a unix socket, standing in for
@@ -22,7 +23,7 @@ func startAgent() (c *agent.Client, stop func()) {
 	if err != nil {
 		panic(err)
 	}
-	srv := &agent.Server{}
+	srv := &guest.Server{}
 	done := make(chan struct{})
 	go func() { srv.Serve(l); close(done) }()
 	conn, err := net.Dial("unix", l.Addr().String())
@@ -94,10 +95,10 @@ func ExampleClient_WriteFile() {
 func ExampleSerialHandshake() {
 	// One end of the pipe stands in for the guest's virtio-serial port, the
 	// other for the host's chardev socket.
-	guest, host := net.Pipe()
-	srv := &agent.Server{}
+	port, host := net.Pipe()
+	srv := &guest.Server{}
 	done := make(chan struct{})
-	go func() { srv.ServeSerial(guest); close(done) }()
+	go func() { srv.ServeSerial(port); close(done) }()
 	defer func() { srv.Close(); <-done }()
 
 	ctx := context.Background()

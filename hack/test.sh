@@ -20,7 +20,8 @@ echo "== go test -race"
 go test -race -count=1 -timeout 40m ./... 2>&1 | tee /tmp/petty-test.log
 
 echo "== fuzz (short)"
-go test -run '^$' -fuzz '^FuzzFrame$' -fuzztime 20s ./agent/
+go test -run '^$' -fuzz '^FuzzFrame$' -fuzztime 20s ./internal/guest/
+go test -run '^$' -fuzz '^FuzzHostFrames$' -fuzztime 20s ./agent/
 
 echo "== bench module builds"
 (cd bench && go build ./...)

@@ -15,7 +15,7 @@
 //
 // The initramfs's /init is the petty-agent itself (a symlink to
 // /sbin/petty-agent) when the agent executable contains
-// agent.InitramfsInitProtocol, as every petty-agent does; under TCG each
+// guest.InitramfsInitProtocol, as every petty-agent does; under TCG each
 // fork and exec of a shell or busybox costs tens of milliseconds. Started
 // as PID 1 with argv[0] "/init" the agent mounts /proc and reads the kernel
 // command line. With root= or petty.root= it execs "/bin/busybox sh

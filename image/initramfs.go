@@ -17,12 +17,12 @@ import (
 //go:embed init.sh
 var initScript string
 
-// agentInitProtocol is agent.InitramfsInitProtocol: an agent executable
+// agentInitProtocol is guest.InitramfsInitProtocol: an agent executable
 // containing it can be the initramfs's /init.
 const agentInitProtocol = "petty-agent-initramfs-init/1"
 
 // agentIsInit reports whether the agent executable can be the initramfs's
-// /init (see agent.BootInitramfs).
+// /init (see guest.BootInitramfs).
 func agentIsInit(agent []byte) bool {
 	return bytes.Contains(agent, []byte(agentInitProtocol))
 }

@@ -5,12 +5,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/guest"
 )
 
 func TestAgentInitProtocolMatchesAgent(t *testing.T) {
-	if agentInitProtocol != agent.InitramfsInitProtocol {
-		t.Fatalf("agentInitProtocol = %q, agent.InitramfsInitProtocol = %q", agentInitProtocol, agent.InitramfsInitProtocol)
+	if agentInitProtocol != guest.InitramfsInitProtocol {
+		t.Fatalf("agentInitProtocol = %q, guest.InitramfsInitProtocol = %q", agentInitProtocol, guest.InitramfsInitProtocol)
 	}
 }
 

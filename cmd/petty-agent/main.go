@@ -1,14 +1,15 @@
 // Command petty-agent is petty's guest agent. It runs inside the microVM
 // (usually as PID 1) and serves the protocol of package
-// github.com/pettyvm/petty/agent on AF_VSOCK, a unix socket, or a
-// virtio-serial port.
+// github.com/pettyvm/petty/agent/wire (the host's client is package agent)
+// on AF_VSOCK, a unix socket, or a virtio-serial port. The agent itself is
+// package internal/guest.
 //
 // Usage:
 //
 //	petty-agent [--listen vsock://:1024 | unix:///path | serial:///dev/virtio-ports/NAME] [--debug]
 //
 // Started by the kernel as an initramfs's /init (PID 1, argv[0] "/init"),
-// it takes no flags: it sets the guest up itself (see agent.BootInitramfs)
+// it takes no flags: it sets the guest up itself (see guest.BootInitramfs)
 // and serves on the kernel command line's petty.listen=. As PID 1 otherwise
 // (a root file system's /sbin/init) without --listen, it serves there too.
 package main
@@ -22,20 +23,20 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/guest"
 )
 
 func main() {
-	if agent.IsInitramfsInit() {
+	if guest.IsInitramfsInit() {
 		initramfsMain()
 		return
 	}
-	listen := flag.String("listen", agent.DefaultListen, "where to serve: vsock://:PORT, unix:///path or serial:///dev/virtio-ports/NAME")
+	listen := flag.String("listen", guest.DefaultListen, "where to serve: vsock://:PORT, unix:///path or serial:///dev/virtio-ports/NAME")
 	debug := flag.Bool("debug", false, "log debug messages")
 	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	if *version {
-		fmt.Println(agent.Version)
+		fmt.Println(guest.Version)
 		return
 	}
 	level := slog.LevelInfo
@@ -46,7 +47,7 @@ func main() {
 	if !flagSet("listen") && os.Getpid() == 1 {
 		// The guest's init from a root file system (e.g. /sbin/init): the
 		// VMM says where to serve on the kernel command line.
-		if l, err := agent.GuestListen(); err == nil {
+		if l, err := guest.GuestListen(); err == nil {
 			*listen = l
 		} else {
 			log.Warn("petty.listen= not read; using the default", "listen", *listen, "err", err)
@@ -55,7 +56,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := agent.Run(ctx, *listen, log); err != nil {
+	if err := guest.Run(ctx, *listen, log); err != nil {
 		log.Error("petty-agent", "err", err)
 		os.Exit(1)
 	}
@@ -65,14 +66,14 @@ func main() {
 // when it ends (PID 1 must not exit); exiting is the last resort.
 func initramfsMain() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	listen, err := agent.BootInitramfs(log)
+	listen, err := guest.BootInitramfs(log)
 	if err != nil {
 		log.Error("petty-agent: initramfs init", "err", err)
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := agent.Run(ctx, listen, log); err != nil {
+	if err := guest.Run(ctx, listen, log); err != nil {
 		log.Error("petty-agent", "err", err)
 		os.Exit(1)
 	}

@@ -3,7 +3,7 @@
 // console) and, only when it is PID 1 (inside a guest), powers the machine
 // off. Run anywhere else it just prints and exits. Like petty-agent it
 // can be the initramfs's /init: it then sets the guest up with
-// agent.BootInitramfs and reports the --listen it would serve on.
+// guest.BootInitramfs and reports the --listen it would serve on.
 package main
 
 import (
@@ -13,13 +13,13 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/guest"
 )
 
 func main() {
 	args := os.Args[1:]
-	if agent.IsInitramfsInit() {
-		listen, err := agent.BootInitramfs(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if guest.IsInitramfsInit() {
+		listen, err := guest.BootInitramfs(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 		if err != nil {
 			fmt.Printf("STANDIN-INIT-FAILED %v\n", err)
 		}
