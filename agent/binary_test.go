@@ -63,7 +63,7 @@ func TestBinaryShutdownInNamespace(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var err error
-		if conn, err = net.Dial("unix", sock); err == nil {
+		if conn, err = dialAuth(sock, ""); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -91,7 +91,7 @@ func readResponse(t *testing.T, r io.Reader) (uint32, *ttrpc.Response) {
 // ttrpc's InvalidArgument, whichever path answered the first one.
 func TestReusedStreamID(t *testing.T) {
 	_, sock := startServer(t)
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialAuth(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}

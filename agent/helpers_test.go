@@ -42,7 +42,7 @@ func startServer(t testing.TB, mod ...func(*Server)) (*Server, string) {
 
 func dial(t testing.TB, sock string) *Client {
 	t.Helper()
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialAuth(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}

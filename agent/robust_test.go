@@ -36,7 +36,7 @@ func requestFrame(streamID uint32, service, method string, msg proto.Message) []
 
 func TestUnknownMethod(t *testing.T) {
 	_, sock := startServer(t)
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialAuth(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, err := net.Dial("unix", sock)
+			conn, err := dialAuth(sock, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +120,7 @@ func mustMarshal(m proto.Message) []byte {
 func TestTruncatedFrameThenClose(t *testing.T) {
 	_, sock := startServer(t)
 	for _, n := range []int{1, 5, 10, 12} {
-		conn, err := net.Dial("unix", sock)
+		conn, err := dialAuth(sock, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,8 @@ import (
 //	host:  PETTY-SYNC <nonce>\n    (repeated every syncInterval until answered)
 //	agent: PETTY-READY <nonce>\n   (once per nonce)
 //
-// after which both sides speak ttrpc. Until it sees a sync line the agent
+// after which the host authenticates (see Authenticate) and both sides
+// speak ttrpc. Until it sees a sync line the agent
 // discards input. While serving, the agent checks each ttrpc frame header:
 // a repeated sync line with the current nonce (one the host sent before it
 // saw READY) is skipped; a sync line with a new nonce ends the session and
@@ -218,6 +219,12 @@ func (s *Server) ServeSerial(port io.ReadWriter) error {
 			return s.serialErr(err)
 		}
 		s.logger().Debug("serial session", "nonce", nonce)
+		if next, ok, err := s.serialAuth(br, writeFunc(w.write), nonce); err != nil {
+			return s.serialErr(err)
+		} else if !ok {
+			nonce = next
+			continue
+		}
 		pr, pw := io.Pipe()
 		sess := &serialConn{r: pr, w: w, gen: w.generation()}
 		if err := l.push(sess); err != nil {

@@ -93,6 +93,9 @@ func serialClient(t *testing.T, port *fakeSerialPort) *Client {
 	if err := SerialHandshake(testContext(t), conn); err != nil {
 		t.Fatal(err)
 	}
+	if err := Authenticate(testContext(t), conn, ""); err != nil {
+		t.Fatal(err)
+	}
 	c := NewClient(conn)
 	t.Cleanup(func() { c.Close() })
 	return c

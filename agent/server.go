@@ -32,6 +32,10 @@ type Server struct {
 	// Logger receives diagnostics. Nil means slog.Default().
 	Logger *slog.Logger
 
+	// Token, if not empty, is the secret every connection's auth line must
+	// carry (see CheckAuth); empty accepts any auth line.
+	Token string
+
 	// guest is set by Run only when the agent is PID 1; it is what allows
 	// reaping orphans and powering off. An in-process Server never has it.
 	guest *guestInit
@@ -186,7 +190,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		g := &guardConn{Conn: c, log: l.srv.logger(), answer: l.srv.answerRequest}
+		g := &guardConn{Conn: l.srv.authenticated(c), log: l.srv.logger(), answer: l.srv.answerRequest}
 		g.onClose = func() { l.srv.untrack(g) }
 		if l.srv.track(g) {
 			return g, nil
