@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/pettyvm/petty/agent"
@@ -12,9 +13,11 @@ import (
 )
 
 // connectAgent connects to the agent of the detached VM r through the
-// sockets it recorded: Firecracker's hybrid vsock (CONNECT 1024), or QEMU's
-// virtio-serial socket followed by the serial handshake. It retries until
-// the agent answers a Ping or ctx ends.
+// sockets it recorded: Firecracker's hybrid vsock (CONNECT 1024), or the
+// Mux that the VM's owner serves on QEMU's serial channel (vm.AgentMuxSocket
+// in its run directory), then authenticates with the VM's token
+// (vm.AgentTokenFile). It retries until the agent answers a Ping or ctx
+// ends.
 func connectAgent(ctx context.Context, r *record) (*agent.Client, error) {
 	delay := 5 * time.Millisecond
 	for {
@@ -34,16 +37,17 @@ func connectAgent(ctx context.Context, r *record) (*agent.Client, error) {
 }
 
 func tryConnectAgent(ctx context.Context, r *record) (*agent.Client, error) {
+	token, err := vm.ReadAgentToken(r.RunDir)
+	if err != nil {
+		return nil, err
+	}
 	var conn net.Conn
 	switch r.VMM {
 	case vm.QEMU:
 		var d net.Dialer
-		c, err := d.DialContext(ctx, "unix", r.AgentSocket)
+		c, err := d.DialContext(ctx, "unix", filepath.Join(r.RunDir, vm.AgentMuxSocket))
 		if err != nil {
 			return nil, err
-		}
-		if err := agent.SerialHandshake(ctx, c); err != nil {
-			return nil, err // it closed c
 		}
 		conn = c
 	default:
@@ -53,9 +57,12 @@ func tryConnectAgent(ctx context.Context, r *record) (*agent.Client, error) {
 		}
 		conn = c
 	}
-	client := agent.NewClient(conn)
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	if err := agent.Authenticate(pctx, conn, token); err != nil {
+		return nil, err // it closed conn
+	}
+	client := agent.NewClient(conn)
 	if _, err := client.Ping(pctx); err != nil {
 		client.Close()
 		return nil, err
