@@ -41,7 +41,10 @@ func dialMuxSocket(t *testing.T, m *Machine, token string) (*agent.Client, error
 func TestQEMUSerialChannel(t *testing.T) {
 	cfg := qemuConfig(t)
 	m, c1 := startQEMU(t, cfg)
-	if q, ok := m.be.(*qemuBackend); !ok || q.spec.VsockCID != 0 {
+	m.mu.Lock()
+	be := m.be
+	m.mu.Unlock()
+	if q, ok := be.(*qemuBackend); !ok || q.spec.VsockCID != 0 {
 		t.Fatal("want a serial agent channel")
 	}
 	ctx := t.Context()
