@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/pettyvm/petty/agent"
@@ -48,6 +49,9 @@ func (m *Machine) Agent(ctx context.Context) (*agent.Client, error) {
 		c, err := tryAgent(dctx, be)
 		if err == nil {
 			return c, nil
+		}
+		if authRefused(err) {
+			return nil, opError("agent", m.id, err) // retrying cannot help
 		}
 		if p.exited() {
 			return nil, opError("agent", m.id, errors.Join(ErrNotRunning, p.exitError(m.out)))
@@ -95,4 +99,10 @@ func tryAgent(ctx context.Context, be backend) (*agent.Client, error) {
 		return nil, fmt.Errorf("ping: %w", err)
 	}
 	return c, nil
+}
+
+// authRefused reports whether err is the agent closing the connection on
+// our auth line: it refuses the boot's token, and retrying cannot help.
+func authRefused(err error) bool {
+	return errors.Is(err, agent.ErrAuth) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
 }

@@ -66,6 +66,9 @@ func (q *qemuBackend) runMux(ctx context.Context) {
 		began := time.Now()
 		if err := q.serveMux(ctx); err != nil && ctx.Err() == nil {
 			q.log.Debug("qemu: agent channel", "err", err)
+			q.mu.Lock()
+			q.muxErr = err
+			q.mu.Unlock()
 		}
 		if time.Since(began) > muxRetryMax {
 			delay = 10 * time.Millisecond
@@ -83,7 +86,14 @@ func (q *qemuBackend) runMux(ctx context.Context) {
 // serveMux connects the channel once, publishes its Mux, and serves it until
 // the connection ends or ctx does.
 func (q *qemuBackend) serveMux(ctx context.Context) error {
-	up, err := retryDial(ctx, q.boot.exited, func(ctx context.Context) (net.Conn, error) {
+	up, err := retryDial(ctx, q.boot.exited, func(ctx context.Context) (_ net.Conn, retErr error) {
+		defer func() {
+			if retErr != nil {
+				q.mu.Lock()
+				q.muxErr = retErr
+				q.mu.Unlock()
+			}
+		}()
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "unix", q.spec.AgentSocket)
 		if err != nil {
@@ -165,6 +175,12 @@ func (q *qemuBackend) dialMux(ctx context.Context) (net.Conn, error) {
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			q.mu.Lock()
+			last := q.muxErr
+			q.mu.Unlock()
+			if last != nil {
+				return nil, fmt.Errorf("%w (waiting for the agent's serial channel; last error: %w)", ctx.Err(), last)
+			}
 			return nil, fmt.Errorf("%w (waiting for the agent's serial channel)", ctx.Err())
 		case <-q.boot.exited:
 			return nil, errVMMExited

@@ -44,6 +44,7 @@ type qemuBackend struct {
 	mux        *agent.Mux    // the serial channel's Mux while it is up (agentmux.go)
 	muxChanged chan struct{} // closed when mux changes; nil without a serial channel
 	stopMux    func()        // ends the serial channel's goroutine
+	muxErr     error         // why the serial channel last failed
 	muxWG      sync.WaitGroup
 }
 
