@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -71,8 +72,13 @@ func Authenticate(ctx context.Context, conn net.Conn, token string) (retErr erro
 	})
 	defer func() {
 		stop()
-		if retErr != nil && ctx.Err() != nil {
-			retErr = fmt.Errorf("%w: %w", ErrAuth, ctx.Err())
+		if retErr != nil {
+			if err := ctx.Err(); err != nil {
+				retErr = fmt.Errorf("%w: %w", ErrAuth, err)
+			} else if _, ok := ctx.Deadline(); ok && errors.Is(retErr, os.ErrDeadlineExceeded) {
+				// ctx's deadline, set on conn, passed before its timer fired.
+				retErr = fmt.Errorf("%w: %w", ErrAuth, context.DeadlineExceeded)
+			}
 		}
 		conn.SetDeadline(time.Time{})
 	}()
