@@ -21,7 +21,7 @@ import (
 // line), answered by one line from the agent:
 //
 //	host:  PETTY-AUTH <token>\n
-//	agent: PETTY-OK\n
+//	agent: PETTY-OK\n    (or, refusing a serial session, PETTY-NO\n)
 //
 // The token is a per-boot secret the guest learns from its kernel command
 // line (petty.token=, see BootToken) or, for an agent run on a host, from
@@ -31,6 +31,9 @@ import (
 const (
 	authPrefix = "PETTY-AUTH "
 	authOK     = "PETTY-OK\n"
+	// authNo refuses a serial session (a serial port never closes), as
+	// long as authOK so that Authenticate reads either whole.
+	authNo = "PETTY-NO\n"
 	// MaxTokenLen bounds a token's length in bytes.
 	MaxTokenLen = 128
 	maxAuthLine = len(authPrefix) + MaxTokenLen
@@ -40,9 +43,14 @@ const (
 )
 
 // ErrAuth is returned (wrapped) when a connection's authentication fails:
-// the peer refused the token (closed the connection), answered something
-// else, or sent a bad auth line.
+// the peer refused the token, answered something else, did not answer in
+// time, or sent a bad auth line.
 var ErrAuth = errors.New("agent: authentication failed")
+
+// ErrRefused is returned (wrapped) by Authenticate when the agent refused
+// the token: it closed the connection, or on a serial port answered the
+// refusal line. It wraps ErrAuth. Retrying with the same token cannot help.
+var ErrRefused = fmt.Errorf("%w: token refused", ErrAuth)
 
 // Authenticate runs the host side of the auth exchange on conn, freshly
 // connected to the agent (on a serial port: after SerialHandshake): it
@@ -89,9 +97,12 @@ func Authenticate(ctx context.Context, conn net.Conn, token string) (retErr erro
 	n, err := io.ReadFull(conn, got[:])
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: the agent closed the connection (wrong token?) after %q: %w", ErrAuth, got[:n], err)
+			return fmt.Errorf("%w: the agent closed the connection after %q: %w", ErrRefused, got[:n], err)
 		}
 		return fmt.Errorf("%w: reading the answer: %w", ErrAuth, err)
+	}
+	if string(got[:]) == authNo {
+		return ErrRefused
 	}
 	if string(got[:]) != authOK {
 		return fmt.Errorf("%w: unexpected answer %q", ErrAuth, got[:])

@@ -112,6 +112,9 @@ func (s *Server) serialAuth(br *bufio.Reader, w io.Writer, nonce string) (next s
 		}
 		if !authLineOK(line, s.Token) {
 			s.logger().Warn("refusing serial session: bad or wrong auth line")
+			if _, err := io.WriteString(w, authNo); err != nil {
+				return "", false, err
+			}
 			return "", false, nil
 		}
 		if _, err := io.WriteString(w, authOK); err != nil {

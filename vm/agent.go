@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/pettyvm/petty/agent"
@@ -101,8 +100,6 @@ func tryAgent(ctx context.Context, be backend) (*agent.Client, error) {
 	return c, nil
 }
 
-// authRefused reports whether err is the agent closing the connection on
-// our auth line: it refuses the boot's token, and retrying cannot help.
-func authRefused(err error) bool {
-	return errors.Is(err, agent.ErrAuth) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
-}
+// authRefused reports whether the agent refused the boot's token:
+// retrying cannot help.
+func authRefused(err error) bool { return errors.Is(err, agent.ErrRefused) }
