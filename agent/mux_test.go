@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -346,5 +347,67 @@ func TestMuxClose(t *testing.T) {
 	m.Close()
 	if err := <-execErr; err == nil || ctx.Err() != nil {
 		t.Errorf("Exec = %v (ctx %v), want a prompt failure", err, ctx.Err())
+	}
+}
+
+// blockingIO signals its first call on started, then blocks until release.
+type blockingIO struct {
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func newBlockingIO() *blockingIO {
+	return &blockingIO{started: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (b *blockingIO) block() {
+	b.once.Do(func() { close(b.started) })
+	<-b.release
+}
+
+func (b *blockingIO) Write(p []byte) (int, error) { b.block(); return 0, io.ErrClosedPipe }
+func (b *blockingIO) Read(p []byte) (int, error) {
+	b.block()
+	return 0, io.ErrClosedPipe
+}
+
+// TestMuxOrphanedFileStreams: a downstream that goes away in the middle of
+// a ReadFile or a WriteFile leaves no stream behind on the agent.
+func TestMuxOrphanedFileStreams(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), 8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		call func(ctx context.Context, c *Client, b *blockingIO) error
+	}{
+		{"ReadFile", func(ctx context.Context, c *Client, b *blockingIO) error {
+			_, err := c.CopyFrom(ctx, big, b)
+			return err
+		}},
+		{"WriteFile", func(ctx context.Context, c *Client, b *blockingIO) error {
+			_, err := c.CopyTo(ctx, filepath.Join(t.TempDir(), "out"), io.MultiReader(bytes.NewReader(make([]byte, 64<<10)), b), 0o600)
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, m, sock := startMux(t)
+			ctx := testContext(t)
+			c := muxClient(t, sock)
+			b := newBlockingIO()
+			done := make(chan error, 1)
+			go func() { done <- tt.call(ctx, c, b) }()
+			<-b.started
+			waitFor(t, "stream open", func() bool { return routes(m) == 1 })
+			c.Close()
+			close(b.release)
+			<-done
+			waitFor(t, "routes released", func() bool { return routes(m) == 0 })
+			if _, err := muxClient(t, sock).Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
