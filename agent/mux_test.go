@@ -20,6 +20,7 @@ import (
 	"github.com/pettyvm/petty/agent/agentpb"
 	"github.com/pettyvm/petty/agent/wire"
 	"github.com/pettyvm/petty/internal/guest"
+	"github.com/pettyvm/petty/internal/retry"
 )
 
 // startMux starts an in-process agent and a Mux over one authenticated
@@ -69,15 +70,20 @@ func routes(m *Mux) int {
 	return len(m.routes)
 }
 
-// waitFor polls cond until it holds or 10 seconds passed.
+// waitFor waits, with internal/retry's backoff, until cond holds or 10
+// seconds passed. (What it waits for, the Mux's route table emptying, has
+// no event to wait on.)
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := retry.Do(ctx, retry.Backoff{Min: 100 * time.Microsecond, Max: 5 * time.Millisecond}, func(context.Context) error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("timed out waiting for %s: %v", what, err)
 	}
 }
 

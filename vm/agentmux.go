@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/internal/retry"
 )
 
 // The serial agent channel, multiplexed.
@@ -59,28 +61,27 @@ func (q *qemuBackend) startMux(b *boot) error {
 	return nil
 }
 
-// runMux keeps the channel's Mux up until ctx ends.
+// errMuxEnded is a Mux whose upstream ended without an error of its own.
+var errMuxEnded = errors.New("agent mux ended")
+
+// runMux keeps the channel's Mux up until ctx ends (the VMM's exit ends
+// it too): whenever the connection ends, it connects again, with a backoff
+// capped at muxRetryMax.
 func (q *qemuBackend) runMux(ctx context.Context) {
-	delay := 10 * time.Millisecond
-	for ctx.Err() == nil {
-		began := time.Now()
-		if err := q.serveMux(ctx); err != nil && ctx.Err() == nil {
-			q.log.Debug("qemu: agent channel", "err", err)
-			q.mu.Lock()
-			q.muxErr = err
-			q.mu.Unlock()
-		}
-		if time.Since(began) > muxRetryMax {
-			delay = 10 * time.Millisecond
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		delay = min(2*delay, muxRetryMax)
-	}
+	_ = retry.Do(ctx, retry.Backoff{Min: 10 * time.Millisecond, Max: muxRetryMax, Stop: q.boot.exited},
+		func(ctx context.Context) error {
+			err := q.serveMux(ctx)
+			if err != nil && ctx.Err() == nil {
+				q.log.Debug("qemu: agent channel", "err", err)
+				q.mu.Lock()
+				q.muxErr = err
+				q.mu.Unlock()
+			}
+			if err == nil {
+				err = errMuxEnded
+			}
+			return err
+		})
 }
 
 // serveMux connects the channel once, publishes its Mux, and serves it until
