@@ -9,6 +9,9 @@
 // (tests, fake VMMs), or a single virtio-serial byte stream. The agent, the
 // guest side, lives in internal/guest and is linked only by
 // cmd/petty-agent: this package links neither it nor any RPC framework.
+// Every connection starts with an auth line carrying the VM's per-boot
+// secret (see Authenticate). A Mux shares one connection among many
+// clients, which a serial port needs.
 //
 // Exec, ReadFile and WriteFile are bidirectional streams with credit-based
 // flow control: each side sends at most a window of data messages that the

@@ -30,6 +30,9 @@ func startAgent() (c *agent.Client, stop func()) {
 	if err != nil {
 		panic(err)
 	}
+	if err := agent.Authenticate(context.Background(), conn, ""); err != nil {
+		panic(err)
+	}
 	c = agent.NewClient(conn)
 	return c, func() {
 		c.Close()
@@ -103,6 +106,9 @@ func ExampleSerialHandshake() {
 
 	ctx := context.Background()
 	if err := agent.SerialHandshake(ctx, host); err != nil {
+		panic(err)
+	}
+	if err := agent.Authenticate(ctx, host, ""); err != nil {
 		panic(err)
 	}
 	c := agent.NewClient(host)

@@ -47,6 +47,9 @@
 //	petty.listen=ADDR   the agent's --listen (default vsock://:1024; for
 //	                    QEMU without vhost-vsock use
 //	                    serial:///dev/virtio-ports/petty.agent)
+//	petty.token=SECRET  the per-boot secret every host connection must
+//	                    present (agent.Authenticate); petty's VMM backends
+//	                    set it; without it the agent accepts any
 //	root=/dev/DEV       mount DEV (rootfstype=, default ext4; "ro" for
 //	petty.root=DEV      read-only) and switch_root into it, moving /dev,
 //	                    /proc and /sys; the agent runs from the new root's

@@ -33,6 +33,9 @@ type Spec struct {
 	Kernel  string
 	Initrd  string
 	Cmdline string
+	// ConfigPath, when set, is the -readconfig file that carries Cmdline
+	// (see WriteConfig), kept off QEMU's world-readable argv.
+	ConfigPath string
 
 	// Drives are virtio-blk devices in order (the first is /dev/vda).
 	Drives []Drive
@@ -104,7 +107,12 @@ func (s *Spec) Args() []string {
 	if s.Initrd != "" {
 		a = append(a, "-initrd", s.Initrd)
 	}
-	a = append(a, "-append", s.Cmdline, "-serial", "stdio")
+	if s.ConfigPath != "" {
+		a = append(a, "-readconfig", s.ConfigPath)
+	} else {
+		a = append(a, "-append", s.Cmdline)
+	}
+	a = append(a, "-serial", "stdio")
 	for _, d := range s.Drives {
 		opts := "if=none,id=" + d.ID + ",file=" + escape(d.Path) + ",format=raw,cache=writeback,aio=threads"
 		if d.ReadOnly {

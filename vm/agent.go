@@ -23,10 +23,11 @@ const (
 // agent answers, the VMM exits, or ctx ends; ctx bounds the connection
 // attempts only, not the returned Client. The caller closes the Client.
 //
+// Every connection authenticates with the boot's token (see AgentTokenFile).
 // Under QEMU without /dev/vhost-vsock the channel is a single virtio-serial
-// stream: one Client at a time, and a second Agent call waits (within ctx)
-// until the first Client is closed. Share one Client across goroutines
-// instead: its methods are safe for concurrent use.
+// stream, shared by an agent.Mux: any number of Clients, in this process and
+// others (AgentMuxSocket), make calls at once. A Client's methods are safe
+// for concurrent use too.
 func (m *Machine) Agent(ctx context.Context) (*agent.Client, error) {
 	p, be, err := m.current(Running, Paused)
 	if err != nil {
@@ -48,6 +49,9 @@ func (m *Machine) Agent(ctx context.Context) (*agent.Client, error) {
 		func(ctx context.Context) error {
 			var err error
 			c, err = tryAgent(ctx, be)
+			if authRefused(err) {
+				return retry.Permanent(err) // retrying cannot help
+			}
 			if err != nil {
 				m.log.Debug("agent not ready", "err", err)
 			}
@@ -56,6 +60,8 @@ func (m *Machine) Agent(ctx context.Context) (*agent.Client, error) {
 	switch {
 	case err == nil:
 		return c, nil
+	case authRefused(err):
+		return nil, opError("agent", m.id, err)
 	case p.exited():
 		return nil, opError("agent", m.id, errors.Join(ErrNotRunning, p.exitError(m.out)))
 	}
@@ -64,16 +70,23 @@ func (m *Machine) Agent(ctx context.Context) (*agent.Client, error) {
 }
 
 // tryAgent makes one attempt: dial (the backend retries until the channel
-// accepts) and Ping, bounded by agentPingBudget so that a connection nobody
-// serves cannot hang it. The connection is closed on failure.
+// accepts), authenticate with the boot's token and Ping, bounded by
+// agentPingBudget so that a connection nobody serves cannot hang it. The
+// connection is closed on failure.
 func tryAgent(ctx context.Context, be backend) (*agent.Client, error) {
 	conn, err := be.dialAgent(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c := agent.NewClient(conn)
 	pctx, cancel := context.WithTimeout(ctx, agentPingBudget)
 	defer cancel()
+	if err := agent.Authenticate(pctx, conn, be.agentToken()); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err // it closed conn
+	}
+	c := agent.NewClient(conn)
 	if _, err := c.Ping(pctx); err != nil {
 		_ = c.Close()
 		if ctx.Err() != nil {
@@ -83,3 +96,7 @@ func tryAgent(ctx context.Context, be backend) (*agent.Client, error) {
 	}
 	return c, nil
 }
+
+// authRefused reports whether the agent refused the boot's token:
+// retrying cannot help.
+func authRefused(err error) bool { return errors.Is(err, agent.ErrRefused) }

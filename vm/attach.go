@@ -148,28 +148,44 @@ func (a *Attached) Agent(ctx context.Context) (*agent.Client, error) {
 	return c, nil
 }
 
-// dialAttachedAgent makes one connection to the agent of the VM recorded in
-// rec: Firecracker's hybrid vsock (CONNECT 1024), QEMU's vhost-vsock, or
-// QEMU's virtio-serial port followed by the serial handshake. This is the
-// one place where an attached VM's agent channel is chosen.
+// dialAttachedAgent makes one authenticated connection to the agent of the
+// VM recorded in rec: Firecracker's hybrid vsock (CONNECT 1024), QEMU's
+// vhost-vsock, or, for QEMU's virtio-serial channel, the agent.Mux that the
+// VM's owner serves on AgentMuxSocket in the run directory (no serial
+// handshake: the owner holds the one serial session). Every connection then
+// authenticates with the boot's token (ReadAgentToken). This is the one
+// place where an attached VM's agent channel is chosen. Errors that
+// retrying cannot cure (no channel, no token, a refused token) are
+// retry.Permanent.
 func dialAttachedAgent(ctx context.Context, runDir string, rec *ownerRecord) (net.Conn, error) {
+	token, err := ReadAgentToken(runDir)
+	if err != nil {
+		return nil, retry.Permanent(err)
+	}
+	var conn net.Conn
 	switch {
 	case rec.VMM == Firecracker && rec.VsockSocket != "":
-		return vsock.Dial(ctx, rec.path(runDir, rec.VsockSocket), agentPort)
+		conn, err = vsock.Dial(ctx, rec.path(runDir, rec.VsockSocket), agentPort)
 	case rec.VMM == QEMU && rec.VsockCID != 0:
-		return mdvsock.DialContext(ctx, rec.VsockCID, agentPort, nil)
+		conn, err = mdvsock.DialContext(ctx, rec.VsockCID, agentPort, nil)
 	case rec.VMM == QEMU && rec.AgentSocket != "":
 		var d net.Dialer
-		conn, err := d.DialContext(ctx, "unix", rec.path(runDir, rec.AgentSocket))
-		if err != nil {
-			return nil, err
-		}
-		if err := agent.SerialHandshake(ctx, conn); err != nil {
-			return nil, err // SerialHandshake closed conn
-		}
-		return conn, nil
+		conn, err = d.DialContext(ctx, "unix", filepath.Join(runDir, AgentMuxSocket))
+	default:
+		return nil, retry.Permanent(fmt.Errorf("%w: no agent channel recorded", ErrNoVsock))
 	}
-	return nil, retry.Permanent(fmt.Errorf("%w: no agent channel recorded", ErrNoVsock))
+	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, agentPingBudget)
+	defer cancel()
+	if err := agent.Authenticate(actx, conn, token); err != nil {
+		if authRefused(err) {
+			return nil, retry.Permanent(err)
+		}
+		return nil, err // it closed conn
+	}
+	return conn, nil
 }
 
 // Shutdown stops the VM gracefully, as Machine.Shutdown does: it asks the

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pettyvm/petty/agent"
 	"github.com/pettyvm/petty/internal/testutil"
 	"github.com/pettyvm/petty/vm"
 )
@@ -198,4 +199,72 @@ func TestAttachCopiedRecord(t *testing.T) {
 	if m.State() != vm.Running {
 		t.Errorf("the real VM is %v", m.State())
 	}
+}
+
+// TestAttachToken: an attached client authenticates with the token in the
+// run directory; a wrong token there is refused by the agent at once (no
+// retrying until the deadline), and a missing one fails at once too.
+func TestAttachToken(t *testing.T) {
+	// The fake's guest agent requires the boot's token, read from the run
+	// directory as a guest reads its kernel command line.
+	t.Setenv("FAKEFC_GUEST_CMD", "exec '"+testutil.Agent(t)+"' --listen unix://$FAKEFC_GUEST_DIR/1024 --token-file $FAKEFC_GUEST_DIR/../"+vm.AgentTokenFile)
+	m, err := vm.Create(t.Context(), fakeConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Destroy(context.Background()) })
+	a, err := vm.Attach(m.RunDir())
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	agentUp := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		c, err := a.Agent(ctx)
+		if err != nil {
+			t.Fatalf("Agent %s: %v", what, err)
+		}
+		c.Close()
+	}
+	agentUp("with the boot's token") // the agent has read its token
+	tokPath := filepath.Join(m.RunDir(), vm.AgentTokenFile)
+	good, err := os.ReadFile(tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		token string // "" removes the file
+		want  error
+	}{
+		{"wrong token", "0123456789abcdef0123456789abcdef\n", agent.ErrRefused},
+		{"no token", "", os.ErrNotExist},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.token == "" {
+				if err := os.Remove(tokPath); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.WriteFile(tokPath, []byte(tt.token), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			c, err := a.Agent(ctx)
+			if err == nil {
+				c.Close()
+				t.Fatal("Agent succeeded")
+			}
+			if !errors.Is(err, tt.want) || ctx.Err() != nil {
+				t.Fatalf("Agent = %v (after %v), want %v before the deadline", err, time.Since(start), tt.want)
+			}
+		})
+	}
+	if err := os.WriteFile(tokPath, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agentUp("with the token restored")
 }

@@ -25,9 +25,12 @@ type backend interface {
 	// dialVsock connects to a guest vsock port.
 	dialVsock(ctx context.Context, port uint32) (net.Conn, error)
 	// dialAgent connects to the guest agent's channel (vsock, or a
-	// virtio-serial port after its sync handshake), retrying until the agent
+	// virtio-serial port multiplexed by an agent.Mux), retrying until the agent
 	// answers or ctx ends. The returned conn carries the agent's protocol.
 	dialAgent(ctx context.Context) (net.Conn, error)
+	// agentToken is the current boot's agent token, which every
+	// connection dialAgent returns must present (agent.Authenticate).
+	agentToken() string
 	// release frees per-boot resources (clients, sockets) once the VMM has
 	// been reaped. It must be safe to call more than once.
 	release()

@@ -28,7 +28,9 @@ const (
 	MaxVCPUs = 32
 	// DefaultBootArgs is Firecracker's recommended kernel command line.
 	DefaultBootArgs = "console=ttyS0 reboot=k panic=1 pci=off"
-	// MaxCmdlineBytes bounds the kernel command line, device additions included.
+	// MaxCmdlineBytes bounds the kernel command line, device additions
+	// included. Under QEMU the bound is qemu.MaxConfigCmdline (1012 bytes):
+	// the line travels in QEMU's config file, kept off its argv.
 	MaxCmdlineBytes = 2048
 	// DefaultVsockCID is the guest CID of a Firecracker vsock device whose
 	// CID is 0 (QEMU allocates a free CID instead).

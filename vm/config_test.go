@@ -91,7 +91,10 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"bad drive id", func(c *Config) { c.Drives = []Drive{{ID: "a b", Path: drive}} }, "Drives[0].ID"},
 		{"huge boot args", func(c *Config) { c.BootArgs = strings.Repeat("x", 2040) }, "BootArgs"},
 		{"boot args too long with qemu's parameters", func(c *Config) {
-			c.VMM, c.QEMUBin, c.BootArgs = QEMU, "/bin/true", strings.Repeat("x", 1990) // fits Firecracker's additions
+			c.VMM, c.QEMUBin, c.BootArgs = QEMU, "/bin/true", strings.Repeat("x", 950) // fits Firecracker's additions
+		}, "BootArgs"},
+		{"double quote under qemu", func(c *Config) {
+			c.VMM, c.QEMUBin, c.BootArgs = QEMU, "/bin/true", `console=ttyS0 init="/bin/sh"`
 		}, "BootArgs"},
 		{"network without tap", func(c *Config) { c.Network = &Network{} }, "Network.Tap"},
 		{"long tap name", func(c *Config) { c.Network = &Network{Tap: "tap0123456789abcdef"} }, "Network.Tap"},
@@ -228,8 +231,8 @@ func TestStateString(t *testing.T) {
 
 func TestCmdlineLimitCountsFirecrackerAdditions(t *testing.T) {
 	c := validConfig(t)
-	c.BootArgs = strings.Repeat("x", 1990)
+	c.BootArgs = strings.Repeat("x", 1940) // 2048 less the drive, root= and token parameters
 	if err := c.Validate(); err != nil {
-		t.Errorf("1990 bytes of boot args with one drive under Firecracker: %v", err)
+		t.Errorf("1940 bytes of boot args with one drive under Firecracker: %v", err)
 	}
 }

@@ -28,6 +28,7 @@ type firecrackerBackend struct {
 	// ownVsock is set when vsock lies in the run directory (the default).
 	ownVsock bool
 	client   *firecracker.Client
+	token    string // the agent's token for this boot
 }
 
 var _ backend = (*firecrackerBackend)(nil)
@@ -65,9 +66,14 @@ func (f *firecrackerBackend) command(b *boot) (*exec.Cmd, error) {
 	// The client exists before the process does, so that release (run by
 	// the reaper) never races with start.
 	f.client = firecracker.NewClient(f.apiSock)
+	tok, err := newAgentToken(b.runDir)
+	if err != nil {
+		return nil, err
+	}
+	f.token = tok
 	args := []string{"--api-sock", f.apiSock, "--id", b.id}
 	if useConfigFile {
-		data, err := json.Marshal(firecrackerConfig(b.cfg))
+		data, err := json.Marshal(f.config(b.cfg))
 		if err != nil {
 			return nil, err
 		}
@@ -80,6 +86,15 @@ func (f *firecrackerBackend) command(b *boot) (*exec.Cmd, error) {
 	cmd := exec.Command(b.cfg.FirecrackerBin, args...)
 	cmd.Dir = b.runDir
 	return cmd, nil
+}
+
+// config is firecrackerConfig with this boot's agent token on the kernel
+// command line; it reaches Firecracker through the 0600 config file or the
+// API socket, never its argv.
+func (f *firecrackerBackend) config(c *Config) firecracker.Config {
+	fc := firecrackerConfig(c)
+	fc.BootSource.BootArgs = withToken(fc.BootSource.BootArgs, f.token)
+	return fc
 }
 
 // firecrackerConfig translates a defaulted Config into Firecracker's terms.
@@ -111,7 +126,7 @@ func (f *firecrackerBackend) start(ctx context.Context, b *boot) error {
 	if useConfigFile {
 		return f.awaitRunning(ctx, b.exited)
 	}
-	return f.configure(ctx, firecrackerConfig(b.cfg))
+	return f.configure(ctx, f.config(b.cfg))
 }
 
 // configure sends fc through the API, then InstanceStart.
@@ -185,6 +200,8 @@ func (f *firecrackerBackend) dialAgent(ctx context.Context) (net.Conn, error) {
 	}
 	return vsock.DialRetry(ctx, f.vsock, agentPort)
 }
+
+func (f *firecrackerBackend) agentToken() string { return f.token }
 
 func (f *firecrackerBackend) release() {
 	_ = f.client.Close()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -42,10 +43,16 @@ type qemuBackend struct {
 	vsockDev  vhostVsockDev
 	vsockFile *os.File
 
-	mu       sync.Mutex
-	qmp      *qemu.QMP               // nil until start connected, and after release
-	released bool                    // release ran: a late QMP connection is closed at once
-	agents   map[*agentConn]struct{} // open serial agent connections
+	token string // the agent's token for this boot
+
+	mu         sync.Mutex
+	qmp        *qemu.QMP     // nil until start connected, and after release
+	released   bool          // release ran: a late QMP connection is closed at once
+	mux        *agent.Mux    // the serial channel's Mux while it is up (agentmux.go)
+	muxChanged chan struct{} // closed when mux changes; nil without a serial channel
+	stopMux    func()        // ends the serial channel's goroutine
+	muxErr     error         // why the serial channel last failed
+	muxWG      sync.WaitGroup
 }
 
 var _ backend = (*qemuBackend)(nil)
@@ -89,6 +96,18 @@ func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
 	if err := q.removeSockets(); err != nil {
 		return nil, err
 	}
+	// The kernel command line, with the agent's token, goes in a 0600 file
+	// in the run directory: QEMU's argv is world-readable.
+	tok, err := newAgentToken(b.runDir)
+	if err != nil {
+		return nil, err
+	}
+	q.token = tok
+	q.spec.Cmdline = withToken(q.spec.Cmdline, tok)
+	q.spec.ConfigPath = filepath.Join(b.runDir, qemuConfigName)
+	if err := q.spec.WriteConfig(); err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(b.cfg.QEMUBin, q.spec.Args()...)
 	cmd.Dir = b.runDir
 	if q.vsockFile != nil {
@@ -124,6 +143,9 @@ func (q *qemuBackend) start(ctx context.Context, b *boot) error {
 		}
 		switch st.Status {
 		case "running":
+			if q.spec.AgentSocket != "" {
+				return retry.Permanent(q.startMux(b)) // nil stays nil
+			}
 			return nil
 		case "prelaunch", "inmigrate", "restore-vm", "debug":
 			return fmt.Errorf("qemu: guest is %q", st.Status)
@@ -134,11 +156,8 @@ func (q *qemuBackend) start(ctx context.Context, b *boot) error {
 }
 
 // requestShutdown asks the guest agent to power off and falls back to the
-// ACPI power button when the agent cannot be reached in time. QEMU's serial
-// socket serves one connection at a time, so the agent connections handed
-// out by dialAgent are closed first (the guest is going away anyway).
+// ACPI power button when the agent cannot be reached in time.
 func (q *qemuBackend) requestShutdown(ctx context.Context) error {
-	q.closeAgentConns()
 	agentErr := q.agentShutdown(ctx)
 	if agentErr == nil {
 		return nil
@@ -167,6 +186,9 @@ func (q *qemuBackend) agentShutdown(ctx context.Context) error {
 	defer cancel()
 	conn, err := q.dialAgent(ctx)
 	if err != nil {
+		return err
+	}
+	if err := agent.Authenticate(ctx, conn, q.token); err != nil {
 		return err
 	}
 	c := agent.NewClient(conn)
@@ -209,74 +231,23 @@ func (q *qemuBackend) dialVsock(ctx context.Context, port uint32) (net.Conn, err
 	})
 }
 
-// dialAgent connects to the agent over vhost-vsock, or over the
-// virtio-serial port's socket followed by the serial handshake. QEMU's
-// socket serves one connection at a time: a second dialer waits until the
-// first one closes.
+// dialAgent connects to the agent over vhost-vsock, or to the Mux of the
+// virtio-serial channel (see agentmux.go), waiting until it is up.
 func (q *qemuBackend) dialAgent(ctx context.Context) (net.Conn, error) {
 	if q.spec.VsockCID != 0 {
 		return q.dialVsock(ctx, agentPort)
 	}
-	conn, err := retryDial(ctx, q.boot.exited, func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "unix", q.spec.AgentSocket)
-		if err != nil {
-			return nil, err
-		}
-		if err := agent.SerialHandshake(ctx, conn); err != nil {
-			return nil, err // SerialHandshake closed conn
-		}
-		return conn, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	ac := &agentConn{Conn: conn, be: q}
-	q.mu.Lock()
-	if q.agents == nil {
-		q.agents = map[*agentConn]struct{}{}
-	}
-	q.agents[ac] = struct{}{}
-	q.mu.Unlock()
-	return ac, nil
+	return q.dialMux(ctx)
 }
 
-// closeAgentConns closes every open serial agent connection.
-func (q *qemuBackend) closeAgentConns() {
-	q.mu.Lock()
-	conns := q.agents
-	q.agents = nil
-	q.mu.Unlock()
-	for c := range conns {
-		_ = c.Close()
-	}
-}
-
-// agentConn is a serial agent connection the backend keeps track of.
-type agentConn struct {
-	net.Conn
-	be   *qemuBackend
-	once sync.Once
-	err  error
-}
-
-// Close closes the connection once and forgets it.
-func (c *agentConn) Close() error {
-	c.once.Do(func() {
-		c.be.mu.Lock()
-		delete(c.be.agents, c)
-		c.be.mu.Unlock()
-		c.err = c.Conn.Close()
-	})
-	return c.err
-}
+func (q *qemuBackend) agentToken() string { return q.token }
 
 func (q *qemuBackend) release() {
-	q.closeAgentConns()
 	q.mu.Lock()
 	c := q.qmp
 	q.qmp, q.released = nil, true
 	q.mu.Unlock()
+	q.stopMuxAndWait()
 	if c != nil {
 		_ = c.Close()
 	}
@@ -299,7 +270,11 @@ func (q *qemuBackend) client() (*qemu.QMP, error) {
 
 func (q *qemuBackend) removeSockets() error {
 	var errs []error
-	for _, p := range []string{q.spec.QMPSocket, q.spec.AgentSocket} {
+	var mux string
+	if q.spec.AgentSocket != "" {
+		mux = filepath.Join(filepath.Dir(q.spec.AgentSocket), AgentMuxSocket)
+	}
+	for _, p := range []string{q.spec.QMPSocket, q.spec.AgentSocket, mux} {
 		if p != "" {
 			errs = append(errs, removeIfExists(p))
 		}

@@ -141,14 +141,22 @@ func (v *validator) drives(d *Config) {
 	}
 }
 
-// cmdline checks that the kernel command line, with what the VMM adds, fits
-// MaxCmdlineBytes. For QEMU that is the exact line its backend builds, with
-// every parameter it may add; Firecracker appends a virtio_mmio.device=… per
-// device and the root= parameters.
+// cmdline checks that the kernel command line, with what the VMM adds (the
+// agent's token included), fits MaxCmdlineBytes. For QEMU that is the exact
+// line its backend builds, with every parameter it may add, and it must fit
+// QEMU's config file (qemu.MaxConfigCmdline, no double quote); Firecracker
+// appends a virtio_mmio.device=… per device and the root= parameters.
 func (v *validator) cmdline(d *Config) {
 	var total int
+	limit := MaxCmdlineBytes
 	if d.VMM == QEMU {
-		total = len(qemuCmdline(d, qemu.AccelTCG, qemuHost{tscKHz: 9_999_999}, true))
+		// The line goes to QEMU in its config file (qemu.WriteConfig).
+		line := qemuCmdline(d, qemu.AccelTCG, qemuHost{tscKHz: 9_999_999}, true)
+		total = len(line) + tokenParamLen
+		limit = qemu.MaxConfigCmdline
+		if strings.Contains(line, `"`) {
+			v.add("BootArgs", "QEMU's config file cannot carry a double quote in the kernel command line", nil)
+		}
 	} else {
 		const perDevice = len(" virtio_mmio.device=4K@0xd0001000:5")
 		const rootArgs = len(" root=/dev/vda rw")
@@ -159,10 +167,10 @@ func (v *validator) cmdline(d *Config) {
 		if d.Vsock != nil {
 			devices++
 		}
-		total = len(d.BootArgs) + devices*perDevice + rootArgs
+		total = len(d.BootArgs) + devices*perDevice + rootArgs + tokenParamLen
 	}
-	if total > MaxCmdlineBytes {
-		v.add("BootArgs", fmt.Sprintf("kernel command line would be %d bytes with the VMM's parameters; the limit is %d", total, MaxCmdlineBytes), nil)
+	if total > limit {
+		v.add("BootArgs", fmt.Sprintf("kernel command line would be %d bytes with the VMM's parameters; the limit is %d", total, limit), nil)
 	}
 }
 

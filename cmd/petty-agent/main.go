@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	petty-agent [--listen vsock://:1024 | unix:///path | serial:///dev/virtio-ports/NAME] [--debug]
+//	petty-agent [--listen vsock://:1024 | unix:///path | serial:///dev/virtio-ports/NAME] [--token-file PATH] [--debug]
 //
 // Started by the kernel as an initramfs's /init (PID 1, argv[0] "/init"),
 // it takes no flags: it sets the guest up itself (see guest.BootInitramfs)
@@ -32,6 +32,7 @@ func main() {
 		return
 	}
 	listen := flag.String("listen", guest.DefaultListen, "where to serve: vsock://:PORT, unix:///path or serial:///dev/virtio-ports/NAME")
+	tokenFile := flag.String("token-file", "", "require the token in this file on every connection (default: the kernel command line's petty.token= as a guest's init, else any)")
 	debug := flag.Bool("debug", false, "log debug messages")
 	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
@@ -54,9 +55,19 @@ func main() {
 		}
 	}
 
+	var opts []guest.RunOption
+	if *tokenFile != "" {
+		tok, err := guest.ReadTokenFile(*tokenFile)
+		if err != nil {
+			log.Error("petty-agent", "err", err)
+			os.Exit(2)
+		}
+		opts = append(opts, guest.WithToken(tok))
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := guest.Run(ctx, *listen, log); err != nil {
+	if err := guest.Run(ctx, *listen, log, opts...); err != nil {
 		log.Error("petty-agent", "err", err)
 		os.Exit(1)
 	}

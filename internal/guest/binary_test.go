@@ -68,7 +68,7 @@ func TestBinaryShutdownInNamespace(t *testing.T) {
 	defer cancel()
 	if err := retry.Do(dctx, retry.Backoff{Min: time.Millisecond, Max: 20 * time.Millisecond}, func(context.Context) error {
 		var err error
-		conn, err = net.Dial("unix", sock)
+		conn, err = dialAuth(sock, "")
 		return err
 	}); err != nil {
 		t.Fatalf("agent did not listen: %v", err)

@@ -3,7 +3,6 @@ package guest
 import (
 	"bytes"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -80,7 +79,7 @@ func readResponse(t *testing.T, r io.Reader) (uint32, *wire.Response) {
 // InvalidArgument.
 func TestReusedStreamID(t *testing.T) {
 	_, sock := startServer(t)
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialAuth(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}

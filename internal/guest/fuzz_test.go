@@ -25,7 +25,7 @@ func FuzzFrame(f *testing.F) {
 	f.Add([]byte{0, 0x40, 0, 1, 0, 0, 0, 1, 1, 0})
 
 	_, sock := startServer(f, func(s *Server) { s.inertOnly = true })
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialAuth(sock, "")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func FuzzFrame(f *testing.F) {
 	f.Cleanup(func() { probe.Close() })
 
 	f.Fuzz(func(t *testing.T, input []byte) {
-		conn, err := net.Dial("unix", sock)
+		conn, err := dialAuth(sock, "")
 		if err != nil {
 			t.Fatal(err)
 		}

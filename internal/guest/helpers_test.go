@@ -45,13 +45,27 @@ func startServer(t testing.TB, mod ...func(*Server)) (*Server, string) {
 
 func dial(t testing.TB, sock string) *agent.Client {
 	t.Helper()
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialAuth(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := agent.NewClient(conn)
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// dialAuth connects to the unix socket sock and authenticates with token.
+func dialAuth(sock, token string) (net.Conn, error) {
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := agent.Authenticate(ctx, conn, token); err != nil {
+		return nil, err // it closed conn
+	}
+	return conn, nil
 }
 
 // newTestClient starts a server and connects a client to it.

@@ -47,7 +47,7 @@ func requestBody(service, method string, payload []byte) []byte {
 
 func TestUnknownMethod(t *testing.T) {
 	_, sock := startServer(t)
-	conn, err := net.Dial("unix", sock)
+	conn, err := dialAuth(sock, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, err := net.Dial("unix", sock)
+			conn, err := dialAuth(sock, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +126,7 @@ func TestBadInput(t *testing.T) {
 func TestTruncatedFrameThenClose(t *testing.T) {
 	_, sock := startServer(t)
 	for _, n := range []int{1, 5, 10, 12} {
-		conn, err := net.Dial("unix", sock)
+		conn, err := dialAuth(sock, "")
 		if err != nil {
 			t.Fatal(err)
 		}

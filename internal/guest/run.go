@@ -16,6 +16,8 @@ const shutdownGrace = 2 * time.Second
 // Run is petty-agent's main loop: it serves the agent protocol on listen (a
 // --listen URI) until ctx ends or a client calls Shutdown. A serial port
 // that does not exist yet is waited for (see openSerialPort).
+// Every connection must authenticate first (see agent.Authenticate) with the
+// token opts give, or inside a guest the kernel command line's petty.token=.
 //
 // Run and BootInitramfs are the only places that decide whether the agent
 // is a guest's init: only when os.Getpid() == 1 does Run mount /proc, /sys, /dev, /dev/pts, /tmp
@@ -23,7 +25,7 @@ const shutdownGrace = 2 * time.Second
 // Shutdown, sync and power off or restart the machine; it then does not
 // return unless reboot(2) fails. Anywhere else Shutdown makes Run return nil
 // and nothing is mounted or rebooted.
-func Run(ctx context.Context, listen string, log *slog.Logger) error {
+func Run(ctx context.Context, listen string, log *slog.Logger, opts ...RunOption) error {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -35,6 +37,7 @@ func Run(ctx context.Context, listen string, log *slog.Logger) error {
 	if os.Getpid() == 1 {
 		srv.guest = becomeGuestInit(log)
 	}
+	srv.applyRunOptions(opts, log)
 
 	serveErr := make(chan error, 1)
 	switch u.Scheme {

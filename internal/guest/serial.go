@@ -15,6 +15,7 @@ import (
 // Serial transport, the agent's side (the handshake is described in package
 // wire; agent.SerialHandshake is the host's side).
 //
+// After READY the host authenticates (see serialAuth), then frames follow.
 // Until it sees a sync line the agent discards input. While serving, the
 // agent checks each frame header:
 // a repeated sync line with the current nonce (one the host sent before it
@@ -113,6 +114,12 @@ func (s *Server) ServeSerial(port io.ReadWriter) error {
 			return s.serialErr(err)
 		}
 		s.logger().Debug("serial session", "nonce", nonce)
+		if next, ok, err := s.serialAuth(br, writeFunc(w.write), nonce); err != nil {
+			return s.serialErr(err)
+		} else if !ok {
+			nonce = next
+			continue
+		}
 		pr, pw := io.Pipe()
 		sess := &serialConn{r: pr, w: w, gen: w.generation()}
 		if !s.track(sess) {

@@ -94,6 +94,9 @@ func serialClient(t *testing.T, port *fakeSerialPort) *agent.Client {
 	if err := agent.SerialHandshake(testContext(t), conn); err != nil {
 		t.Fatal(err)
 	}
+	if err := agent.Authenticate(testContext(t), conn, ""); err != nil {
+		t.Fatal(err)
+	}
 	c := agent.NewClient(conn)
 	t.Cleanup(func() { c.Close() })
 	return c

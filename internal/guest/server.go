@@ -27,6 +27,10 @@ type Server struct {
 	// Logger receives diagnostics. Nil means slog.Default().
 	Logger *slog.Logger
 
+	// Token, if not empty, is the secret every connection's auth line must
+	// carry (see wire.CheckAuth); empty accepts any auth line.
+	Token string
+
 	// guest is set by Run only when the agent is PID 1; it is what allows
 	// reaping orphans and powering off. An in-process Server never has it.
 	guest *guestInit
@@ -148,6 +152,10 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		conns.Go(func() {
 			defer s.untrack(nc)
+			if !s.authenticate(nc) {
+				nc.Close()
+				return
+			}
 			s.serveConn(nc)
 		})
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pettyvm/petty/agent"
 )
 
 type samples = []time.Duration
@@ -20,6 +23,7 @@ type childProc struct {
 	cmd     *exec.Cmd
 	sock    string
 	started time.Time
+	auth    bool // an agent: connections start with agent.Authenticate
 }
 
 // startAgent runs bin --listen unix://sock and waits for the socket to accept.
@@ -28,7 +32,11 @@ func startAgent(bin, sock string) (*childProc, error) {
 	cmd.Env = serverEnv()
 	cmd.Stderr = os.Stderr // its log: one line at start
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	return startChild(cmd, sock)
+	a, err := startChild(cmd, sock)
+	if a != nil {
+		a.auth = true
+	}
+	return a, err
 }
 
 // serverProcs, when positive, is GOMAXPROCS for the agent and the peer
@@ -66,7 +74,17 @@ func startChild(cmd *exec.Cmd, sock string) (*childProc, error) {
 }
 
 // dial opens one connection to the child's socket.
-func (a *childProc) dial() (net.Conn, error) { return net.Dial("unix", a.sock) }
+func (a *childProc) dial() (net.Conn, error) {
+	c, err := net.Dial("unix", a.sock)
+	if err != nil || !a.auth {
+		return c, err
+	}
+	// The agent runs without a token: any is accepted.
+	if err := agent.Authenticate(context.Background(), c, ""); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
 // stop ends the child (SIGTERM, which the agent handles) and reaps it.
 func (a *childProc) stop() {

@@ -112,6 +112,9 @@ func run(agentBin, compareBin string, n, rounds int) error {
 	}()
 	dial := func(sock string) (net.Conn, error) {
 		c, err := net.Dial("unix", sock)
+		if err == nil && sock == a.sock {
+			err = agent.Authenticate(ctx, c, "")
+		}
 		if err == nil {
 			conns = append(conns, c)
 		}
