@@ -116,9 +116,8 @@ func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (vm.Confi
 		return vm.Config{}, choice, err
 	}
 	if choice.vmm == vm.QEMU {
-		// The agent's channel is virtio-serial: it needs no vhost-vsock
-		// and no guest CID unique across the host's VMs.
-		cfg.Vsock = nil
+		// The agent's channel (vhost-vsock when the host has it, else
+		// virtio-serial) is vm's choice, not the CLI's.
 		cfg.Accel = choice.accel
 	}
 	cfg.RunDir = a.runDir
