@@ -145,6 +145,9 @@ func (s *Sandbox) destroy(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		close(s.done)
+		// Cancelling the background processes' calls asks the agent to
+		// kill their process groups; killing the VMM below ends every
+		// guest process anyway.
 		s.cancel()
 		_ = s.client.Close()
 		// A sandbox is throwaway (its disk is a private copy): no graceful
