@@ -3,7 +3,6 @@ package sandbox_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,55 +11,15 @@ import (
 
 	"github.com/pettyvm/petty/internal/testutil"
 	"github.com/pettyvm/petty/sandbox"
-	"github.com/pettyvm/petty/vm"
+	"github.com/pettyvm/petty/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
 
-// fakeManager returns a Manager whose sandboxes run under the fake
-// firecracker with the real petty-agent as their "guest" (on the host),
-// and closes it when the test ends, checking that nothing is left.
+// fakeManager is sandboxtest.FakeManager.
 func fakeManager(t *testing.T, cfg sandbox.Config) *sandbox.Manager {
 	t.Helper()
-	bin := testutil.Agent(t)
-	t.Setenv("FAKEFC_GUEST_CMD", "exec '"+bin+"' --listen unix://$FAKEFC_GUEST_DIR/1024")
-	dir := testutil.ShortTempDir(t)
-	kernel := filepath.Join(dir, "vmlinux")
-	rootfs := filepath.Join(dir, "rootfs.ext4")
-	for _, p := range []string{kernel, rootfs} {
-		if err := os.WriteFile(p, []byte("image"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg.Images = func(_ context.Context, name string) (sandbox.Image, error) {
-		return sandbox.Image{Kernel: kernel, RootFS: rootfs}, nil
-	}
-	cfg.VM = vm.Config{
-		Vsock:          &vm.Vsock{},
-		FirecrackerBin: testutil.FakeFirecracker(t),
-		RunDir:         filepath.Join(dir, "run"),
-	}
-	cfg.WorkDir = dir
-	if cfg.HostMemoryMiB == 0 {
-		cfg.HostMemoryMiB = 1 << 20
-	}
-	m, err := sandbox.NewManager(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := m.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		entries, _ := os.ReadDir(filepath.Join(dir, "run"))
-		for _, e := range entries {
-			t.Errorf("left in the run root: %s", e.Name())
-		}
-		testutil.CheckNoChildren(t)
-	})
-	return m
+	return sandboxtest.FakeManager(t, cfg)
 }
 
 // create creates a sandbox or fails the test.
