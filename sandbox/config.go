@@ -61,6 +61,9 @@ type Config struct {
 	// WorkDir holds per-sandbox copies of root file systems. Default:
 	// os.TempDir().
 	WorkDir string
+	// OnCreate, if set, is called after each Create with its duration and
+	// error (metrics).
+	OnCreate func(d time.Duration, err error)
 	// OnExec, if set, is called after each command with its duration
 	// (metrics).
 	OnExec func(time.Duration)

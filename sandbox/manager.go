@@ -79,6 +79,10 @@ func (m *Manager) admit(mem int) error {
 // Create boots a sandbox and waits for its agent. ctx bounds the creation
 // only; the sandbox lives until its timeout, Destroy or Close.
 func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
+	if f := m.cfg.OnCreate; f != nil {
+		began := time.Now()
+		defer func() { f(time.Since(began), retErr) }()
+	}
 	cfg := m.cfg.VM
 	if opts.MemoryMiB != 0 {
 		cfg.MemoryMiB = opts.MemoryMiB

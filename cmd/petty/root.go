@@ -73,6 +73,7 @@ runs a command in it through the guest agent, and destroys it.`,
 		a.versionCommand(),
 		a.superviseCommand(),
 		a.mcpCommand(),
+		a.serveCommand(),
 	)
 	return root
 }

@@ -34,7 +34,7 @@ func (f *sandboxFlags) register(fs *pflag.FlagSet) {
 // manager resolves the VMM and the default guest image (the flags' kernel,
 // initrd and rootfs, or petty's built-in image) and returns a Manager whose
 // sandboxes boot them.
-func (a *app) manager(ctx context.Context, f *sandboxFlags) (*sandbox.Manager, error) {
+func (a *app) manager(ctx context.Context, f *sandboxFlags, hooks ...func(*sandbox.Config)) (*sandbox.Manager, error) {
 	if err := f.vm.check(); err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (a *app) manager(ctx context.Context, f *sandboxFlags) (*sandbox.Manager, e
 		return nil, err
 	}
 	img := sandbox.Image{Kernel: cfg.Kernel, Initrd: cfg.Initrd, RootFS: cfg.RootDrive.Path}
-	return sandbox.NewManager(sandbox.Config{
+	mcfg := sandbox.Config{
 		MaxSandboxes:   f.maxSandboxes,
 		MemoryShare:    f.memoryShare,
 		DefaultTimeout: f.timeout,
@@ -65,7 +65,11 @@ func (a *app) manager(ctx context.Context, f *sandboxFlags) (*sandbox.Manager, e
 		BootTimeout: f.vm.bootTimeout,
 		StopTimeout: f.vm.stopTimeout,
 		Logger:      a.logger(),
-	})
+	}
+	for _, h := range hooks {
+		h(&mcfg)
+	}
+	return sandbox.NewManager(mcfg)
 }
 
 // closeManager destroys every sandbox of mgr, within 25 s.
