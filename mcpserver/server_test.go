@@ -313,3 +313,51 @@ func TestConcurrentAndCancel(t *testing.T) {
 	<-errc
 	waitGone(t, pid)
 }
+
+// TestEncodedSizeBounded checks that the worst output for JSON (NUL bytes,
+// escaped to 6 bytes, then 7 in the text block) stays well under the
+// 10 MiB at which clients drop a stdio connection, as encoded.
+func TestEncodedSizeBounded(t *testing.T) {
+	mgr := sandboxtest.FakeManager(t, sandbox.Config{})
+	var mu sync.Mutex
+	progress := 0
+	cs := session(t, mgr, &mcp.ClientOptions{ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) {
+		mu.Lock()
+		progress++
+		mu.Unlock()
+	}})
+	var created struct {
+		SandboxID string `json:"sandbox_id"`
+	}
+	call(t, cs, "create_sandbox", map[string]any{}, &created)
+	for _, cmd := range []string{
+		"head -c 1048576 /dev/zero",
+		"head -c 1048576 /dev/zero >&2",
+		"head -c 5000000 /dev/urandom",
+		"head -c 700000 /dev/zero; head -c 700000 /dev/zero >&2",
+	} {
+		res := call(t, cs, "run_command", map[string]any{"sandbox_id": created.SandboxID, "command": cmd}, nil)
+		b, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 5<<20 {
+			t.Errorf("%s: result encodes to %d bytes, over 5 MiB", cmd, len(b))
+		}
+		if tr, _ := res.StructuredContent.(map[string]any)["truncated"].(bool); !tr {
+			t.Errorf("%s: truncated not set (%d bytes)", cmd, len(b))
+		}
+		t.Logf("%s: %d bytes encoded", cmd, len(b))
+	}
+	// A long command sends progress when asked.
+	p := &mcp.CallToolParams{Name: "run_command", Arguments: map[string]any{"sandbox_id": created.SandboxID, "command": "sleep 0.5"}}
+	p.SetProgressToken(7)
+	if _, err := cs.CallTool(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if progress == 0 {
+		t.Error("no progress during a 0.5 s command with a 100 ms interval")
+	}
+}

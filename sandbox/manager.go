@@ -30,6 +30,9 @@ type Manager struct {
 	pending   int // sandboxes being created
 	pendMiB   int // their memory
 	creating  sync.WaitGroup
+	// destroying counts the destructions under way outside Close (Destroy,
+	// expiry), which Close waits for.
+	destroying sync.WaitGroup
 }
 
 // NewManager returns a Manager for cfg.
@@ -249,11 +252,13 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 	s, ok := m.sandboxes[id]
 	if ok {
 		delete(m.sandboxes, id)
+		m.destroying.Add(1)
 	}
 	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
+	defer m.destroying.Done()
 	return s.destroy(ctx)
 }
 
@@ -263,11 +268,13 @@ func (m *Manager) expire(s *Sandbox) {
 	cur, ok := m.sandboxes[s.id]
 	if ok && cur == s {
 		delete(m.sandboxes, s.id)
+		m.destroying.Add(1)
 	}
 	m.mu.Unlock()
 	if !ok || cur != s {
 		return
 	}
+	defer m.destroying.Done()
 	m.log.Info("sandbox expired", "id", s.id)
 	if err := s.destroy(context.Background()); err != nil {
 		m.log.Warn("destroying an expired sandbox", "id", s.id, "err", err)
@@ -291,5 +298,6 @@ func (m *Manager) Close(ctx context.Context) error {
 		wg.Go(func() { errs[i] = s.destroy(ctx) })
 	}
 	wg.Wait()
+	m.destroying.Wait()
 	return errors.Join(errs...)
 }
