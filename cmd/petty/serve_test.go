@@ -24,7 +24,13 @@ import (
 // along with everything it wrote to stderr so far.
 func (h *harness) startServe(env []string, args ...string) (*exec.Cmd, string, *strings.Builder) {
 	h.t.Helper()
-	cmd := exec.Command(h.petty, append(append([]string{"serve"}, h.vmFlags()...), args...)...)
+	return h.startServeVM(h.vmFlags(), env, args...)
+}
+
+// startServeVM is startServe with the VM flags vmFlags.
+func (h *harness) startServeVM(vmFlags, env []string, args ...string) (*exec.Cmd, string, *strings.Builder) {
+	h.t.Helper()
+	cmd := exec.Command(h.petty, append(append([]string{"serve"}, vmFlags...), args...)...)
 	cmd.Env = append(append([]string(nil), h.env...), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
