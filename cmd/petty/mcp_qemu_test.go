@@ -115,8 +115,14 @@ func TestQEMUMCP(t *testing.T) {
 
 	// Two calls at once finish in the time of the longer.
 	began := time.Now()
-	wg.Go(func() { var o execOut; mcpCall(t, cs, "run_command", map[string]any{"sandbox_id": a, "command": "sleep 2"}, &o) })
-	wg.Go(func() { var o execOut; mcpCall(t, cs, "run_command", map[string]any{"sandbox_id": b, "command": "sleep 2"}, &o) })
+	wg.Go(func() {
+		var o execOut
+		mcpCall(t, cs, "run_command", map[string]any{"sandbox_id": a, "command": "sleep 2"}, &o)
+	})
+	wg.Go(func() {
+		var o execOut
+		mcpCall(t, cs, "run_command", map[string]any{"sandbox_id": b, "command": "sleep 2"}, &o)
+	})
 	wg.Wait()
 	if el := time.Since(began); el > 3500*time.Millisecond {
 		t.Errorf("two sleep 2 took %v", el)
