@@ -162,7 +162,11 @@ func (s *Server) runCommand(ctx context.Context, req *mcp.CallToolRequest, in Co
 		if in.Stdin != "" {
 			return nil, ExecOutput{}, errors.New("stdin is not supported with background: true")
 		}
-		pid, err := sb.Start(ctx, sandbox.StartOptions{Args: args, Env: env, Dir: in.Cwd, Timeout: time.Duration(in.TimeoutS) * time.Second})
+		secs := in.TimeoutS // a background process has no default timeout
+		if secs == 0 {
+			secs = in.TimeoutSeconds
+		}
+		pid, err := sb.Start(ctx, sandbox.StartOptions{Args: args, Env: env, Dir: in.Cwd, Timeout: time.Duration(secs) * time.Second})
 		if err != nil {
 			return nil, ExecOutput{}, err
 		}

@@ -113,7 +113,7 @@ func TestQEMUMCP(t *testing.T) {
 		t.Errorf("sleeps left after the timeout: %q", out.Stdout)
 	}
 
-	// Two calls at once finish in the time of the longer.
+	// Two calls at once on one sandbox finish in the time of the longer.
 	began := time.Now()
 	wg.Go(func() {
 		var o execOut
