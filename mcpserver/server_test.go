@@ -257,6 +257,7 @@ func TestTools(t *testing.T) {
 		{"execute_code", map[string]any{"sandbox_id": id, "language": "cobol", "code": "x"}, "unknown language"},
 		{"get_process_output", map[string]any{"sandbox_id": id, "pid": 999}, "no process 999"},
 		{"run_command", map[string]any{"sandbox_id": id}, "command is required"},
+		{"exec", map[string]any{"sandbox_id": id, "command": []string{"no-such-program-xyz"}}, "not found"},
 		{"write_file", map[string]any{"sandbox_id": id, "path": p, "content": "!!", "encoding": "base64"}, "base64"},
 	} {
 		if msg := callErr(t, cs, tt.tool, tt.args); !strings.Contains(msg, tt.want) {

@@ -134,8 +134,11 @@ func execOutput(res *sandbox.Result) ExecOutput {
 }
 
 // runErr explains a failed run to the model.
-func runErr(args []string, err error) error {
+func runErr(args []string, cwd string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
+		if cwd != "" {
+			return fmt.Errorf("command %q or working directory %q not found in the sandbox: %w", args[0], cwd, err)
+		}
 		return fmt.Errorf("command %q not found in the sandbox: %w", args[0], err)
 	}
 	return err
@@ -180,7 +183,7 @@ func (s *Server) runCommand(ctx context.Context, req *mcp.CallToolRequest, in Co
 	res, err := sb.Run(ctx, sandbox.RunOptions{Args: args, Env: env, Dir: in.Cwd, Stdin: stdin, Timeout: to, MaxOutput: MaxRawOutput})
 	stop()
 	if err != nil {
-		return nil, ExecOutput{}, runErr(args, err)
+		return nil, ExecOutput{}, runErr(args, in.Cwd, err)
 	}
 	return nil, execOutput(res), nil
 }
