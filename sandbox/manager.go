@@ -24,6 +24,10 @@ type Manager struct {
 	hostMiB int
 	log     *slog.Logger
 
+	// life is cancelled by Close: it aborts the boots under way.
+	life context.Context
+	kill context.CancelFunc
+
 	mu        sync.Mutex
 	closed    bool
 	sandboxes map[string]*Sandbox
@@ -49,7 +53,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		}
 		host = int(uint64(si.Totalram) * uint64(si.Unit) >> 20)
 	}
-	return &Manager{cfg: cfg, hostMiB: host, log: cfg.Logger, sandboxes: map[string]*Sandbox{}}, nil
+	life, kill := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, hostMiB: host, log: cfg.Logger, sandboxes: map[string]*Sandbox{}, life: life, kill: kill}, nil
 }
 
 // memoryLimit is the most MiB the sandboxes may hold together.
@@ -173,6 +178,7 @@ func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr 
 	began := time.Now()
 	bctx, cancel := context.WithTimeout(ctx, m.cfg.BootTimeout)
 	defer cancel()
+	defer context.AfterFunc(m.life, cancel)() // Close aborts the boot
 	if err := machine.Start(bctx); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("sandbox: booting: %w", err)
@@ -281,12 +287,13 @@ func (m *Manager) expire(s *Sandbox) {
 	}
 }
 
-// Close refuses new sandboxes, waits for those being created and destroys
-// every sandbox. ctx bounds the graceful stops (VMs are killed after it).
+// Close refuses new sandboxes, aborts the boots under way and destroys
+// every sandbox. ctx bounds the removal of each VM's resources.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
+	m.kill()
 	m.creating.Wait()
 	m.mu.Lock()
 	all := slices.Collect(maps.Values(m.sandboxes))

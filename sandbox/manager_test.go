@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pettyvm/petty/internal/testutil"
 	"github.com/pettyvm/petty/sandbox"
 )
 
@@ -162,5 +163,31 @@ func TestCloseDestroysAll(t *testing.T) {
 	}
 	if _, err := m.Create(t.Context(), sandbox.Options{}); !errors.Is(err, sandbox.ErrClosed) {
 		t.Errorf("Create after Close: %v", err)
+	}
+}
+
+func TestCloseAbortsBoot(t *testing.T) {
+	m := fakeManager(t, sandbox.Config{BootTimeout: time.Minute})
+	t.Setenv("FAKEFC_GUEST_CMD", "exec sleep 120") // a guest whose agent never answers
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.Create(t.Context(), sandbox.Options{})
+		errc <- err
+	}()
+	// Wait until the boot is under way (the VMM runs), then Close.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if kids, _ := testutil.Children(); len(kids) > 0 {
+			break
+		}
+	}
+	began := time.Now()
+	if err := m.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(began); el > 10*time.Second {
+		t.Errorf("Close took %v with a boot under way", el)
+	}
+	if err := <-errc; err == nil {
+		t.Error("the aborted Create succeeded")
 	}
 }
