@@ -72,6 +72,8 @@ runs a command in it through the guest agent, and destroys it.`,
 		a.imageCommand(),
 		a.versionCommand(),
 		a.superviseCommand(),
+		a.mcpCommand(),
+		a.serveCommand(),
 	)
 	return root
 }

@@ -1,0 +1,137 @@
+package mcpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pettyvm/petty/sandbox"
+)
+
+// StartInput are start_process's arguments.
+type StartInput struct {
+	SandboxID      string            `json:"sandbox_id"`
+	Command        any               `json:"command,omitempty" jsonschema:"an array of strings (argv, no shell) or a string (run with sh -c)"`
+	Cmd            string            `json:"cmd,omitempty" jsonschema:"a shell command line, run with sh -c (instead of command)"`
+	Cwd            string            `json:"cwd,omitempty"`
+	Env            map[string]string `json:"env,omitempty"`
+	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"kill it after this many seconds (default: lives as long as the sandbox)"`
+	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"alias of timeout_s"`
+}
+
+// PIDOutput is {pid}.
+type PIDOutput struct {
+	PID int `json:"pid"`
+}
+
+// ProcessInput names a background process.
+type ProcessInput struct {
+	SandboxID string `json:"sandbox_id"`
+	PID       int    `json:"pid"`
+}
+
+// KillInput are kill_process's arguments.
+type KillInput struct {
+	SandboxID string `json:"sandbox_id"`
+	PID       int    `json:"pid"`
+	Signal    string `json:"signal,omitempty" jsonschema:"accepted for compatibility: the process group always gets SIGKILL"`
+}
+
+// ProcessOutput is get_process_output's result.
+type ProcessOutput struct {
+	Stdout        string `json:"stdout" jsonschema:"the most recent output (the buffer keeps the last 1 MiB of each stream)"`
+	Stderr        string `json:"stderr"`
+	Running       bool   `json:"running"`
+	ExitCode      *int   `json:"exit_code,omitempty"`
+	TimedOut      bool   `json:"timed_out,omitempty"`
+	Truncated     bool   `json:"truncated,omitempty" jsonschema:"older output was dropped"`
+	StdoutDropped int64  `json:"stdout_dropped,omitempty"`
+	StderrDropped int64  `json:"stderr_dropped,omitempty"`
+	Error         string `json:"error,omitempty" jsonschema:"why it could not run, or was cut short"`
+}
+
+func (s *Server) startProcess(ctx context.Context, _ *mcp.CallToolRequest, in StartInput) (*mcp.CallToolResult, PIDOutput, error) {
+	sb, err := s.sandbox(in.SandboxID)
+	if err != nil {
+		return nil, PIDOutput{}, err
+	}
+	args, err := argv(in.Command, in.Cmd)
+	if err != nil {
+		return nil, PIDOutput{}, err
+	}
+	env, err := envList(in.Env)
+	if err != nil {
+		return nil, PIDOutput{}, err
+	}
+	secs := in.TimeoutS
+	if secs == 0 {
+		secs = in.TimeoutSeconds
+	}
+	if secs < 0 {
+		return nil, PIDOutput{}, errors.New("timeout_s must be positive")
+	}
+	pid, err := sb.Start(ctx, sandbox.StartOptions{Args: args, Env: env, Dir: in.Cwd, Timeout: time.Duration(secs) * time.Second})
+	if err != nil {
+		return nil, PIDOutput{}, err
+	}
+	return nil, PIDOutput{PID: pid}, nil
+}
+
+func (s *Server) getProcessOutput(_ context.Context, _ *mcp.CallToolRequest, in ProcessInput) (*mcp.CallToolResult, ProcessOutput, error) {
+	sb, err := s.sandbox(in.SandboxID)
+	if err != nil {
+		return nil, ProcessOutput{}, err
+	}
+	pi, err := sb.Process(in.PID)
+	if err != nil {
+		return nil, ProcessOutput{}, fmt.Errorf("no process %d in sandbox %s", in.PID, in.SandboxID)
+	}
+	// The ring buffers hold the last bytes: keep the tail when cutting.
+	out, errS, cut := capOutput(tail(pi.Stdout), tail(pi.Stderr))
+	po := ProcessOutput{Stdout: out, Stderr: errS, Running: pi.Running,
+		StdoutDropped: pi.StdoutDropped, StderrDropped: pi.StderrDropped,
+		Truncated: cut || pi.StdoutDropped > 0 || pi.StderrDropped > 0}
+	if !pi.Running {
+		if pi.Err != nil {
+			po.Error = pi.Err.Error()
+		} else {
+			code := pi.Status.ExitCode
+			po.ExitCode, po.TimedOut = &code, pi.Status.TimedOut
+		}
+	}
+	return nil, po, nil
+}
+
+// tail keeps the last MaxRawOutput/2 bytes of b (the part capOutput then
+// measures).
+func tail(b []byte) []byte {
+	if n := MaxRawOutput / 2; len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func (s *Server) killProcess(ctx context.Context, _ *mcp.CallToolRequest, in KillInput) (*mcp.CallToolResult, SuccessOutput, error) {
+	sb, err := s.sandbox(in.SandboxID)
+	if err != nil {
+		return nil, SuccessOutput{}, err
+	}
+	switch strings.TrimPrefix(strings.ToUpper(in.Signal), "SIG") {
+	case "", "KILL", "9", "TERM", "15", "INT", "2", "HUP", "1", "QUIT", "3":
+	default:
+		return nil, SuccessOutput{}, fmt.Errorf("signal %q: want SIGKILL or SIGTERM (the process group gets SIGKILL)", in.Signal)
+	}
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sb.Kill(kctx, in.PID); err != nil {
+		if errors.Is(err, sandbox.ErrNoProcess) {
+			return nil, SuccessOutput{}, fmt.Errorf("no process %d in sandbox %s", in.PID, in.SandboxID)
+		}
+		return nil, SuccessOutput{}, err
+	}
+	return nil, SuccessOutput{Success: true}, nil
+}

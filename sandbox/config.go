@@ -1,0 +1,113 @@
+package sandbox
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/pettyvm/petty/vm"
+)
+
+// Defaults of the Config fields left zero.
+const (
+	DefaultMaxSandboxes   = 16
+	DefaultMemoryShare    = 0.5
+	DefaultTimeout        = 10 * time.Minute
+	DefaultBootTimeout    = 60 * time.Second
+	DefaultStopTimeout    = 10 * time.Second
+	DefaultImageName      = "default"
+	defaultProcessBuffers = 1 << 20
+)
+
+// Image is what a sandbox boots: a kernel, an optional initramfs and an
+// optional root file system image (copied for each sandbox, so that
+// sandboxes never share a writable disk).
+type Image struct {
+	Kernel string
+	Initrd string
+	RootFS string
+}
+
+// Resolver returns the Image called name ("" means the default image).
+type Resolver func(ctx context.Context, name string) (Image, error)
+
+// Config configures a Manager. Zero values mean the documented defaults.
+type Config struct {
+	// MaxSandboxes is the most sandboxes alive (or being created) at once.
+	// Default: DefaultMaxSandboxes.
+	MaxSandboxes int
+	// MemoryShare is the share of the host's memory (0 < s ≤ 1) that the
+	// sandboxes' memory may add up to. Default: DefaultMemoryShare.
+	MemoryShare float64
+	// HostMemoryMiB overrides the host memory read from the kernel (tests).
+	HostMemoryMiB int
+	// DefaultTimeout is a sandbox's lifetime when Options.Timeout is zero.
+	// Default: DefaultTimeout.
+	DefaultTimeout time.Duration
+	// MaxTimeout, if positive, bounds Options.Timeout and SetTimeout.
+	MaxTimeout time.Duration
+	// Images resolves Options.Image. Required.
+	Images Resolver
+	// VM is the template of every sandbox's vm.Config: VMM, binaries, run
+	// directory, vsock, default memory and vCPUs. Its Kernel, Initrd and
+	// RootDrive are replaced by the image's.
+	VM vm.Config
+	// BootTimeout bounds a sandbox's boot up to its agent's first answer.
+	// Default: DefaultBootTimeout.
+	BootTimeout time.Duration
+	// StopTimeout bounds the graceful stop of a sandbox being destroyed
+	// (it is then killed). Default: DefaultStopTimeout.
+	StopTimeout time.Duration
+	// WorkDir holds per-sandbox copies of root file systems. Default:
+	// os.TempDir().
+	WorkDir string
+	// OnCreate, if set, is called after each Create with its duration and
+	// error (metrics).
+	OnCreate func(d time.Duration, err error)
+	// OnExec, if set, is called after each command with its duration
+	// (metrics).
+	OnExec func(time.Duration)
+	// Logger receives the Manager's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxSandboxes <= 0 {
+		c.MaxSandboxes = DefaultMaxSandboxes
+	}
+	if c.MemoryShare <= 0 || c.MemoryShare > 1 {
+		c.MemoryShare = DefaultMemoryShare
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = DefaultTimeout
+	}
+	if c.BootTimeout <= 0 {
+		c.BootTimeout = DefaultBootTimeout
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = DefaultStopTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Options describe a sandbox to create. Zero values mean defaults.
+type Options struct {
+	// Image names the image (see Config.Images); "" is the default.
+	Image string
+	// Timeout is the sandbox's lifetime; expiry destroys it. Default:
+	// Config.DefaultTimeout.
+	Timeout time.Duration
+	// Labels tag the sandbox, for Manager.List.
+	Labels map[string]string
+	// MemoryMiB and VCPUs size the VM. Default: the template's (vm's
+	// defaults when the template has none).
+	MemoryMiB int
+	VCPUs     int
+	// Env ("KEY=value") is added to the environment of every command.
+	Env []string
+	// Progress, if set, is told of each step of the creation.
+	Progress func(step string)
+}

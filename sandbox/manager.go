@@ -1,0 +1,310 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pettyvm/petty/vm"
+)
+
+// Manager creates, finds and destroys sandboxes within its limits. Its
+// methods are safe for concurrent use.
+type Manager struct {
+	cfg     Config
+	hostMiB int
+	log     *slog.Logger
+
+	// life is cancelled by Close: it aborts the boots under way.
+	life context.Context
+	kill context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	sandboxes map[string]*Sandbox
+	pending   int // sandboxes being created
+	pendMiB   int // their memory
+	creating  sync.WaitGroup
+	// destroying counts the destructions under way outside Close (Destroy,
+	// expiry), which Close waits for.
+	destroying sync.WaitGroup
+}
+
+// NewManager returns a Manager for cfg.
+func NewManager(cfg Config) (*Manager, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Images == nil {
+		return nil, &InvalidError{Field: "Config.Images", Problem: "no image resolver"}
+	}
+	host := cfg.HostMemoryMiB
+	if host <= 0 {
+		var si unix.Sysinfo_t
+		if err := unix.Sysinfo(&si); err != nil {
+			return nil, fmt.Errorf("sandbox: reading the host's memory: %w", err)
+		}
+		host = int(uint64(si.Totalram) * uint64(si.Unit) >> 20)
+	}
+	life, kill := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, hostMiB: host, log: cfg.Logger, sandboxes: map[string]*Sandbox{}, life: life, kill: kill}, nil
+}
+
+// memoryLimit is the most MiB the sandboxes may hold together.
+func (m *Manager) memoryLimit() int { return int(float64(m.hostMiB) * m.cfg.MemoryShare) }
+
+// admit reserves room for a sandbox of mem MiB, or says why not.
+func (m *Manager) admit(mem int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	count := len(m.sandboxes) + m.pending
+	if count+1 > m.cfg.MaxSandboxes {
+		return &LimitError{Resource: "sandboxes", Requested: 1, InUse: count, Limit: m.cfg.MaxSandboxes}
+	}
+	inUse := m.pendMiB
+	for _, s := range m.sandboxes {
+		inUse += s.memoryMiB
+	}
+	if limit := m.memoryLimit(); inUse+mem > limit {
+		return &LimitError{Resource: "memory", Requested: mem, InUse: inUse, Limit: limit, HostMiB: m.hostMiB, Share: m.cfg.MemoryShare}
+	}
+	m.pending++
+	m.pendMiB += mem
+	m.creating.Add(1)
+	return nil
+}
+
+// Create boots a sandbox and waits for its agent. ctx bounds the creation
+// only; the sandbox lives until its timeout, Destroy or Close.
+func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
+	if f := m.cfg.OnCreate; f != nil {
+		began := time.Now()
+		defer func() { f(time.Since(began), retErr) }()
+	}
+	cfg := m.cfg.VM
+	if opts.MemoryMiB != 0 {
+		cfg.MemoryMiB = opts.MemoryMiB
+	}
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = vm.DefaultMemoryMiB
+	}
+	if opts.VCPUs != 0 {
+		cfg.VCPUs = opts.VCPUs
+	}
+	if cfg.VCPUs == 0 {
+		cfg.VCPUs = vm.DefaultVCPUs
+	}
+	switch {
+	case cfg.MemoryMiB < vm.MinMemoryMiB:
+		return nil, &InvalidError{Field: "memory_mib", Problem: fmt.Sprintf("%d MiB is below the minimum of %d MiB", cfg.MemoryMiB, vm.MinMemoryMiB)}
+	case cfg.VCPUs < 1 || cfg.VCPUs > vm.MaxVCPUs:
+		return nil, &InvalidError{Field: "vcpu_count", Problem: fmt.Sprintf("%d is outside 1..%d", cfg.VCPUs, vm.MaxVCPUs)}
+	case opts.Timeout < 0:
+		return nil, &InvalidError{Field: "timeout", Problem: "negative"}
+	case m.cfg.MaxTimeout > 0 && opts.Timeout > m.cfg.MaxTimeout:
+		return nil, &InvalidError{Field: "timeout", Problem: fmt.Sprintf("%v is over the maximum of %v", opts.Timeout, m.cfg.MaxTimeout)}
+	}
+	for _, kv := range opts.Env {
+		if k, _, ok := stringsCut(kv); !ok || k == "" {
+			return nil, &InvalidError{Field: "env", Problem: fmt.Sprintf("%q is not KEY=value", kv)}
+		}
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = m.cfg.DefaultTimeout
+	}
+	if err := m.admit(cfg.MemoryMiB); err != nil {
+		return nil, err
+	}
+	defer func() {
+		m.mu.Lock()
+		m.pending--
+		m.pendMiB -= cfg.MemoryMiB
+		m.mu.Unlock()
+		m.creating.Done()
+	}()
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+
+	progress("resolving image")
+	img, err := m.cfg.Images(ctx, opts.Image)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: image %q: %w", opts.Image, err)
+	}
+	cfg.Kernel, cfg.Initrd, cfg.RootDrive = img.Kernel, img.Initrd, vm.Drive{}
+	var workDir string
+	if img.RootFS != "" {
+		progress("copying root file system")
+		if workDir, err = os.MkdirTemp(m.cfg.WorkDir, "petty-sandbox-"); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		disk := filepath.Join(workDir, "rootfs.img")
+		if err := copyFile(disk, img.RootFS); err != nil {
+			_ = os.RemoveAll(workDir)
+			return nil, fmt.Errorf("sandbox: copying the root file system: %w", err)
+		}
+		cfg.RootDrive = vm.Drive{Path: disk}
+	}
+	machine, err := vm.New(cfg)
+	if err != nil {
+		if workDir != "" {
+			_ = os.RemoveAll(workDir)
+		}
+		return nil, &InvalidError{Field: "vm config", Problem: err.Error()}
+	}
+	cleanup := func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StopTimeout)
+		defer cancel()
+		_ = machine.Kill()
+		_ = machine.Destroy(dctx)
+		if workDir != "" {
+			_ = os.RemoveAll(workDir)
+		}
+	}
+
+	progress("booting VM")
+	began := time.Now()
+	bctx, cancel := context.WithTimeout(ctx, m.cfg.BootTimeout)
+	defer cancel()
+	defer context.AfterFunc(m.life, cancel)() // Close aborts the boot
+	if err := machine.Start(bctx); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("sandbox: booting: %w", err)
+	}
+	progress("waiting for the guest agent")
+	client, err := machine.Agent(bctx)
+	if err != nil {
+		tail := machine.ConsoleTail()
+		cleanup()
+		return nil, fmt.Errorf("sandbox: the guest agent did not answer: %w (console tail: %q)", err, lastBytes(tail, 512))
+	}
+	s := newSandbox(m, machine, client, opts, cfg, workDir, timeout)
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		_ = client.Close()
+		cleanup()
+		return nil, ErrClosed
+	}
+	m.sandboxes[s.id] = s
+	s.armTimer()
+	m.mu.Unlock()
+	progress("ready")
+	m.log.Info("sandbox created", "id", s.id, "image", opts.Image, "memory_mib", cfg.MemoryMiB,
+		"vcpus", cfg.VCPUs, "boot", time.Since(began).Round(time.Millisecond), "timeout", timeout)
+	return s, nil
+}
+
+// Get returns the live sandbox id.
+func (m *Manager) Get(id string) (*Sandbox, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sandboxes[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	return s, nil
+}
+
+// List returns the live sandboxes whose labels include every pair of
+// labels (nil: all), oldest first.
+func (m *Manager) List(labels map[string]string) []*Sandbox {
+	m.mu.Lock()
+	var out []*Sandbox
+	for _, s := range m.sandboxes {
+		match := true
+		for k, v := range labels {
+			if got, ok := s.labels[k]; !ok || got != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			out = append(out, s)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Sandbox) int {
+		if c := a.created.Compare(b.created); c != 0 {
+			return c
+		}
+		return compareStrings(a.id, b.id)
+	})
+	return out
+}
+
+// Len returns the number of live sandboxes.
+func (m *Manager) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sandboxes)
+}
+
+// Destroy destroys the sandbox id: its processes, its VM and its files.
+func (m *Manager) Destroy(ctx context.Context, id string) error {
+	m.mu.Lock()
+	s, ok := m.sandboxes[id]
+	if ok {
+		delete(m.sandboxes, id)
+		m.destroying.Add(1)
+	}
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	defer m.destroying.Done()
+	return s.destroy(ctx)
+}
+
+// expire destroys s when its timer fires (unless it is already gone).
+func (m *Manager) expire(s *Sandbox) {
+	m.mu.Lock()
+	cur, ok := m.sandboxes[s.id]
+	if ok && cur == s {
+		delete(m.sandboxes, s.id)
+		m.destroying.Add(1)
+	}
+	m.mu.Unlock()
+	if !ok || cur != s {
+		return
+	}
+	defer m.destroying.Done()
+	m.log.Info("sandbox expired", "id", s.id)
+	if err := s.destroy(context.Background()); err != nil {
+		m.log.Warn("destroying an expired sandbox", "id", s.id, "err", err)
+	}
+}
+
+// Close refuses new sandboxes, aborts the boots under way and destroys
+// every sandbox. ctx bounds the removal of each VM's resources.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.kill()
+	m.creating.Wait()
+	m.mu.Lock()
+	all := slices.Collect(maps.Values(m.sandboxes))
+	clear(m.sandboxes)
+	m.mu.Unlock()
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, s := range all {
+		wg.Go(func() { errs[i] = s.destroy(ctx) })
+	}
+	wg.Wait()
+	m.destroying.Wait()
+	return errors.Join(errs...)
+}
