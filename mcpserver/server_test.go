@@ -114,7 +114,7 @@ func TestTools(t *testing.T) {
 	}
 	for _, n := range []string{"create_sandbox", "destroy_sandbox", "list_sandboxes", "run_command", "execute_code",
 		"read_file", "write_file", "list_directory", "get_process_output", "kill_process",
-		"exec", "run_code", "list_dir", "start_process", "extend_timeout"} {
+		"start_process", "extend_timeout"} {
 		if !names[n] {
 			t.Errorf("tool %s missing", n)
 		}
@@ -155,11 +155,11 @@ func TestTools(t *testing.T) {
 	if out.ExitCode == nil || *out.ExitCode != 3 || out.Stdout != "hi bar\n" || out.Stderr != "err\n" || out.Truncated || out.TimedOut {
 		t.Errorf("run_command = %+v", out)
 	}
-	call(t, cs, "exec", map[string]any{"sandbox_id": id, "command": []string{"echo", "$FOO", "a b"}, "cwd": "/", "stdin": "x"}, &out)
+	call(t, cs, "run_command", map[string]any{"sandbox_id": id, "command": []string{"echo", "$FOO", "a b"}, "cwd": "/", "stdin": "x"}, &out)
 	if out.Stdout != "$FOO a b\n" {
 		t.Errorf("exec argv = %+v", out)
 	}
-	call(t, cs, "exec", map[string]any{"sandbox_id": id, "command": []string{"cat"}, "stdin": "from stdin"}, &out)
+	call(t, cs, "run_command", map[string]any{"sandbox_id": id, "command": []string{"cat"}, "stdin": "from stdin"}, &out)
 	if out.Stdout != "from stdin" {
 		t.Errorf("exec stdin = %+v", out)
 	}
@@ -171,7 +171,7 @@ func TestTools(t *testing.T) {
 	if !out.Truncated || len(out.Stdout) > mcpserver.MaxRawOutput {
 		t.Errorf("50 MB output: truncated %v, %d bytes", out.Truncated, len(out.Stdout))
 	}
-	call(t, cs, "run_code", map[string]any{"sandbox_id": id, "language": "bash", "code": "echo code $((6*7))"}, &out)
+	call(t, cs, "execute_code", map[string]any{"sandbox_id": id, "language": "bash", "code": "echo code $((6*7))"}, &out)
 	if out.Stdout != "code 42\n" {
 		t.Errorf("run_code = %+v", out)
 	}
@@ -257,7 +257,7 @@ func TestTools(t *testing.T) {
 		{"execute_code", map[string]any{"sandbox_id": id, "language": "cobol", "code": "x"}, "unknown language"},
 		{"get_process_output", map[string]any{"sandbox_id": id, "pid": 999}, "no process 999"},
 		{"run_command", map[string]any{"sandbox_id": id}, "command is required"},
-		{"exec", map[string]any{"sandbox_id": id, "command": []string{"no-such-program-xyz"}}, "not found"},
+		{"run_command", map[string]any{"sandbox_id": id, "command": []string{"no-such-program-xyz"}}, "not found"},
 		{"write_file", map[string]any{"sandbox_id": id, "path": p, "content": "!!", "encoding": "base64"}, "base64"},
 	} {
 		if msg := callErr(t, cs, tt.tool, tt.args); !strings.Contains(msg, tt.want) {

@@ -92,7 +92,7 @@ func TestMCPStdio(t *testing.T) {
 		ExitCode int    `json:"exit_code"`
 		Stdout   string `json:"stdout"`
 	}
-	mcpCall(t, cs, "exec", map[string]any{"sandbox_id": created.SandboxID, "command": []string{"echo", "hi"}}, &out)
+	mcpCall(t, cs, "run_command", map[string]any{"sandbox_id": created.SandboxID, "command": []string{"echo", "hi"}}, &out)
 	if out.Stdout != "hi\n" || out.ExitCode != 0 {
 		t.Errorf("exec echo hi = %+v", out)
 	}
