@@ -44,7 +44,8 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleL
 
 	prog := newProgress(a.stderr, a.verbose)
 	defer prog.done()
-	cfg, choice, err := a.prepare(ctx, f, prog)
+	f.hostname = name
+	cfg, choice, scratch, err := a.prepare(ctx, f, prog)
 	if err != nil {
 		return err
 	}
@@ -56,10 +57,11 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleL
 	defer func() {
 		if !supervised {
 			_ = a.forget(r)
+			removeScratchDisk(scratch)
 		}
 	}()
 	cfg.Logger, cfg.Console = nil, nil // the supervisor sets its own
-	sp := spec{Name: name, Created: r.Created, Config: cfg, BootTimeout: f.bootTimeout, Verbose: a.verbose, ConsoleLimit: consoleLimit}
+	sp := spec{Name: name, Created: r.Created, Config: cfg, BootTimeout: f.bootTimeout, Verbose: a.verbose, ConsoleLimit: consoleLimit, Scratch: scratch}
 	c, status, err := a.spawnSupervisor(name, &sp)
 	if err != nil {
 		return err

@@ -41,6 +41,9 @@ type spec struct {
 	BootTimeout  time.Duration `json:"boot_timeout"`
 	Verbose      bool          `json:"verbose,omitempty"`
 	ConsoleLimit int64         `json:"console_limit"`
+	// Scratch is the VM's scratch disk, which the supervisor unlinks once
+	// the VM booted or failed to (see scratch.go); "" for none.
+	Scratch string `json:"scratch,omitempty"`
 }
 
 func (a *app) superviseCommand() *cobra.Command {
@@ -102,6 +105,7 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 	if err != nil {
 		return err
 	}
+	defer removeScratchDisk(s.Scratch) // at the latest
 	self, err := pidfd.StartTime(os.Getpid())
 	if err != nil {
 		return err
@@ -146,6 +150,7 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 			_ = c.Close()
 		}
 	}
+	removeScratchDisk(s.Scratch) // the VMM holds it open
 	if err == nil {
 		err = console.ensure() // petty logs finds it even if the guest is quiet
 	}
