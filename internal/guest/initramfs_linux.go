@@ -55,7 +55,8 @@ func IsInitramfsInit() bool {
 // /proc to check that.
 //
 // With petty.scratch=DEV and a root (petty.root= or root=) it boots the
-// overlay root (see switchToOverlayRoot) once the modules are loaded.
+// overlay root (see switchToOverlayRoot) once the modules are loaded, and
+// fails when it cannot.
 // Otherwise, with root=/dev/... or petty.root=... it execs
 // "/bin/busybox sh /init.sh", which mounts that root and switch_roots into
 // it, and returns only if that exec fails (then it goes on as without a
@@ -101,8 +102,11 @@ func BootInitramfs(log *slog.Logger) (listen string, err error) {
 	}
 	linkVirtioPorts("/sys", "/dev", portLinkWait)
 	if p.root != "" && p.scratch != "" {
+		// No fallback: commands would run in the initramfs instead of the
+		// image, and fail in confusing ways. The error on the console
+		// ends the boot (the host reports the console's tail).
 		if err := switchToOverlayRoot(p.root, p.scratch, log); err != nil {
-			log.Error("cannot boot the overlay root; running the agent from the initramfs", "root", p.root, "scratch", p.scratch, "err", err)
+			return "", err
 		}
 	}
 	setHostname(p.hostname, log)
