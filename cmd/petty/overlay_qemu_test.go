@@ -237,3 +237,20 @@ func TestQEMUUnknownImage(t *testing.T) {
 		t.Errorf("image path without manifest: code %d, stderr %q", res.code, res.stderr)
 	}
 }
+
+// TestQEMUOverlayRootBadBase boots an image whose root file system is not
+// ext4: the guest's init cannot mount it and the boot fails with its
+// reason, instead of running commands in the initramfs.
+func TestQEMUOverlayRootBadBase(t *testing.T) {
+	h := newQEMUHarness(t)
+	imgDir, _ := testImageDir(t)
+	if err := os.WriteFile(filepath.Join(imgDir, "rootfs.ext4"), make([]byte, 4<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res := h.run(nil, "run", "--image", imgDir, "--vmm", "qemu", "--memory", "256", "--vcpus", "1", "--boot-timeout", "60s", "--", "true")
+	if res.code == 0 || !strings.Contains(res.stderr, "mount the base /dev/vda read-only") {
+		t.Errorf("code %d, stderr %q: want a failed boot naming the base", res.code, res.stderr)
+	}
+	t.Logf("failed after %v", time.Since(start))
+}
