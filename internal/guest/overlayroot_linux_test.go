@@ -1,0 +1,47 @@
+package guest
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestRemoveOnDevice checks the initramfs clean-up before switching root:
+// everything on the device goes, regular files' sizes are counted.
+func TestRemoveOnDevice(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"a/b/c", "lib/modules"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, size := range map[string]int{"init": 100, "a/b/c/f": 10, "lib/modules/m.ko": 1} {
+		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("init", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freed := removeOnDevice(dir, fi.Sys().(*syscall.Stat_t).Dev); freed != 111 {
+		t.Errorf("freed %d bytes, want 111", freed)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left: %v", ents)
+	}
+	// Another device's files are never touched.
+	if err := os.WriteFile(filepath.Join(dir, "keep"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if freed := removeOnDevice(dir, ^uint64(0)); freed != 0 {
+		t.Errorf("freed %d on another device", freed)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keep")); err != nil {
+		t.Errorf("removed a file of another device: %v", err)
+	}
+}
