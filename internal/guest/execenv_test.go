@@ -1,10 +1,15 @@
 package guest
 
 import (
+	"bytes"
 	"os"
+	"os/user"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pettyvm/petty/agent"
 )
 
 func TestMergeEnv(t *testing.T) {
@@ -72,5 +77,26 @@ func TestLookupIdentityUnknown(t *testing.T) {
 		if err != nil || root.cred == nil || root.cred.Uid != 0 || root.name != "root" {
 			t.Fatalf("uid 0: %+v, %v", root, err)
 		}
+	}
+}
+
+// TestExecUser runs commands as another user of the host's /etc/passwd
+// through the agent (as root only: setuid needs it).
+func TestExecUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a command as another user")
+	}
+	if _, err := user.Lookup("nobody"); err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	c := newTestClient(t)
+	var out bytes.Buffer
+	err := c.Exec(testContext(t), &agent.Cmd{Args: []string{"sh", "-c", "id -u; echo $USER"}, User: "nobody", Dir: "/", Stdout: &out})
+	if err != nil || out.String() != "65534\nnobody\n" {
+		t.Errorf("as nobody: %q, %v", out.String(), err)
+	}
+	err = c.Exec(testContext(t), &agent.Cmd{Args: []string{"true"}, User: "petty-no-such-user"})
+	if err == nil || !strings.Contains(err.Error(), "petty-no-such-user") {
+		t.Errorf("unknown user: %v", err)
 	}
 }
