@@ -132,7 +132,11 @@ func TestQEMUOverlayRoot(t *testing.T) {
 			lines[1] != "from the base" || lines[2] != "box" || lines[3] != "box" {
 			t.Fatalf("code %d, stdout %q, stderr %q; want / an overlay, the base's file, a write, host name box", res.code, res.stdout, res.stderr)
 		}
-		res = exec(nil, "sh", "-c", "grep -c . /proc/1/cmdline >/dev/null; readlink /proc/1/exe; ls /dev/vda /dev/vdb; cat /sys/block/vda/ro")
+		res = exec(nil, "grep", "-c", "^127.0.1.1.box$", "/etc/hosts")
+		if res.code != 0 || res.stdout != "1\n" {
+			t.Errorf("/etc/hosts does not name box: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+		}
+		res = exec(nil, "sh", "-c", "ls /dev/vda /dev/vdb; cat /sys/block/vda/ro")
 		if res.code != 0 || !strings.Contains(res.stdout, "/dev/vdb") || !strings.HasSuffix(strings.TrimSpace(res.stdout), "1") {
 			t.Errorf("PID 1 / devices: code %d, stdout %q, stderr %q (want vda read-only)", res.code, res.stdout, res.stderr)
 		}

@@ -2,6 +2,8 @@ package guest
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"os/user"
 	"strings"
@@ -98,5 +100,15 @@ func TestExecUser(t *testing.T) {
 	err = c.Exec(testContext(t), &agent.Cmd{Args: []string{"true"}, User: "petty-no-such-user"})
 	if err == nil || !strings.Contains(err.Error(), "petty-no-such-user") {
 		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// TestExecBadWorkdir: a missing working directory is reported as such, not
+// as a missing command.
+func TestExecBadWorkdir(t *testing.T) {
+	c := newTestClient(t)
+	err := c.Exec(testContext(t), &agent.Cmd{Args: []string{"true"}, Dir: "/nonexistent/petty-dir"})
+	if err == nil || !strings.Contains(err.Error(), "working directory") || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Exec in a missing directory = %v, want a working-directory error that is not fs.ErrNotExist", err)
 	}
 }

@@ -108,6 +108,9 @@ func BootInitramfs(log *slog.Logger) (listen string, err error) {
 		if err := switchToOverlayRoot(p.root, p.scratch, log); err != nil {
 			return "", err
 		}
+		if err := addHostsEntry(hostsPath, p.hostname); err != nil {
+			log.Warn("add the host name to /etc/hosts", "err", err)
+		}
 	}
 	setHostname(p.hostname, log)
 	log.Debug("initramfs init done", "protocol", InitramfsInitProtocol, "modules", loaded, "listen", p.listen, "took", time.Since(start))

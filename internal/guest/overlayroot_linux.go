@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -166,4 +168,31 @@ func setHostname(name string, log *slog.Logger) {
 	if err := unix.Sethostname([]byte(name)); err != nil {
 		log.Warn("set host name", "name", name, "err", err)
 	}
+}
+
+// hostsPath is the hosts file that resolves the guest's own name.
+const hostsPath = "/etc/hosts"
+
+// addHostsEntry makes name resolve in the overlay root as Debian does
+// ("127.0.1.1 NAME"), appending the line to hostsPath (in the VM's own
+// layer) unless a line already names it: tools that look up their host's
+// name (hostname -f, sudo, Python's socket.getfqdn) then need no DNS.
+func addHostsEntry(path, name string) error {
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && !strings.HasPrefix(f[0], "#") && slices.Contains(f[1:], name) {
+			return nil
+		}
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		b = append(b, '\n')
+	}
+	if len(b) == 0 {
+		b = []byte("127.0.0.1\tlocalhost\n")
+	}
+	b = append(b, "127.0.1.1\t"+name+"\n"...)
+	return os.WriteFile(path, b, 0o644)
 }

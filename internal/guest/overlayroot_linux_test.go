@@ -45,3 +45,29 @@ func TestRemoveOnDevice(t *testing.T) {
 		t.Errorf("removed a file of another device: %v", err)
 	}
 }
+
+func TestAddHostsEntry(t *testing.T) {
+	tests := []struct{ name, before, want string }{
+		{"debian default", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\tbox\n"},
+		{"no final newline", "127.0.0.1 localhost", "127.0.0.1 localhost\n127.0.1.1\tbox\n"},
+		{"already there", "127.0.1.1 box.example box\n", "127.0.1.1 box.example box\n"},
+		{"only in a comment", "# 1.2.3.4 box\n", "# 1.2.3.4 box\n127.0.1.1\tbox\n"},
+		{"missing", "", "127.0.0.1\tlocalhost\n127.0.1.1\tbox\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "hosts")
+			if tt.before != "" {
+				if err := os.WriteFile(p, []byte(tt.before), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := addHostsEntry(p, "box"); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(p); string(b) != tt.want {
+				t.Errorf("hosts = %q, want %q", b, tt.want)
+			}
+		})
+	}
+}

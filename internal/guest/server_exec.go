@@ -218,11 +218,15 @@ func buildCmd(start *agentpb.ExecStart, guestInit bool) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir := commandDir(start.Dir, id, guestInit)
+	if fi, err := os.Stat(dir); dir != "" && (err != nil || !fi.IsDir()) {
+		return nil, errorf(wire.InvalidArgument, "exec: working directory %q: not a directory (%v)", dir, err)
+	}
 	cmd := &exec.Cmd{
 		Path:        name,
 		Args:        start.Args,
 		Env:         env,
-		Dir:         commandDir(start.Dir, id, guestInit),
+		Dir:         dir,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: id.cred},
 	}
 	return cmd, nil
