@@ -57,14 +57,23 @@ func switchToOverlayRoot(root, scratch string, log *slog.Logger) error {
 			return fmt.Errorf("agent: overlay root: %w", err)
 		}
 	}
-	if err := unix.Mount(root, overlayLower, rootFSType, unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("agent: mount the base %s read-only: %w", root, err)
-	}
+	// The two mounts wait on the disks: overlap them.
+	baseErr := make(chan error, 1)
+	go func() {
+		if err := unix.Mount(root, overlayLower, rootFSType, unix.MS_RDONLY, ""); err != nil {
+			baseErr <- fmt.Errorf("agent: mount the base %s read-only: %w", root, err)
+		}
+		close(baseErr)
+	}()
 	// noinit_itable: the host formats the scratch disk with lazy inode
 	// tables (a sparse file reads as zeros); without it the kernel zeroes
 	// them in the background, competing with the guest's work.
-	if err := unix.Mount(scratch, overlayScratch, rootFSType, unix.MS_NOATIME, "noinit_itable"); err != nil {
-		return fmt.Errorf("agent: mount the scratch disk %s: %w", scratch, err)
+	scratchErr := unix.Mount(scratch, overlayScratch, rootFSType, unix.MS_NOATIME, "noinit_itable")
+	if err := <-baseErr; err != nil {
+		return err
+	}
+	if scratchErr != nil {
+		return fmt.Errorf("agent: mount the scratch disk %s: %w", scratch, scratchErr)
 	}
 	for _, d := range []string{overlayUpper, overlayWork} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
