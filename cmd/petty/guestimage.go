@@ -104,8 +104,8 @@ func (f *vmFlags) resolveImage(ctx context.Context, vmm vm.VMM, prog *progress, 
 
 // minimalImage returns the busybox initramfs image (--image minimal),
 // built or found in the image cache by content key as before images had
-// names. Under Firecracker that image's kernel is the minimal one compiled from
-// Debian's linux-source (image.Options.KernelSource): Firecracker
+// names. Under Firecracker that image's kernel is the minimal one compiled
+// from Debian's linux-source (image.Options.KernelSource): Firecracker
 // announces its devices on the kernel command line, which Debian's
 // packaged kernels do not read. A run only takes it from the cache
 // (image.Options.NoCompile): when it is not there, it fails at once with
