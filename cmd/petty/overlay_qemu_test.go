@@ -136,6 +136,10 @@ func TestQEMUOverlayRoot(t *testing.T) {
 		if res.code != 0 || res.stdout != "1\n" {
 			t.Errorf("/etc/hosts does not name box: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 		}
+		res = exec(nil, "sh", "-c", `stat -c %a /dev/shm; echo in | cat /dev/stdin; readlink /dev/fd`)
+		if res.code != 0 || res.stdout != "1777\nin\n/proc/self/fd\n" {
+			t.Errorf("/dev/shm, /dev/stdin, /dev/fd: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+		}
 		res = exec(nil, "sh", "-c", "ls /dev/vda /dev/vdb; cat /sys/block/vda/ro")
 		if res.code != 0 || !strings.Contains(res.stdout, "/dev/vdb") || !strings.HasSuffix(strings.TrimSpace(res.stdout), "1") {
 			t.Errorf("PID 1 / devices: code %d, stdout %q, stderr %q (want vda read-only)", res.code, res.stdout, res.stderr)

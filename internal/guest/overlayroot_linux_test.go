@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -69,5 +70,20 @@ func TestAddHostsEntry(t *testing.T) {
 				t.Errorf("hosts = %q, want %q", b, tt.want)
 			}
 		})
+	}
+}
+
+func TestLinkDevFD(t *testing.T) {
+	dev := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dev, "stdin"), nil, 0o644); err != nil {
+		t.Fatal(err) // an existing entry is left alone
+	}
+	linkDevFD(dev, slog.New(slog.DiscardHandler))
+	linkDevFD(dev, slog.New(slog.DiscardHandler)) // idempotent
+	for name, want := range map[string]string{"fd": "/proc/self/fd", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "stdin": ""} {
+		got, _ := os.Readlink(filepath.Join(dev, name))
+		if got != want {
+			t.Errorf("%s -> %q, want %q", name, got, want)
+		}
 	}
 }

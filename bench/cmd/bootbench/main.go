@@ -151,11 +151,11 @@ func run(n int, accel, agentBin, busybox, imageName string) error {
 	fmt.Printf("ratio petty/bare-qemu boot=%.2f\n", stats.Ratio(stats.Percentile(ps, 50), stats.Percentile(bs, 50)))
 	if deb != nil {
 		fmt.Printf("\nimage %s: kernel %s, initrd %s, base %s (read-only) + 2 GiB scratch disk\n", imageName, deb.img.Kernel, deb.img.Initrd, deb.img.RootFS)
-		fmt.Printf("%-44s %8s %8s\n", "boot", "p50 s", "p90 s")
-		fmt.Printf("%-44s %8.3f %8.3f\n", "debian ("+imageName+"): vm.Create → agent Ping answered", sec(stats.Percentile(ds, 50)), sec(stats.Percentile(ds, 90)))
-		fmt.Printf("%-44s %8.3f %8.3f\n", "minimal: vm.Create → agent Ping answered", sec(stats.Percentile(ps, 50)), sec(stats.Percentile(ps, 90)))
+		fmt.Printf("%-52s %8s %8s\n", "boot", "p50 s", "p90 s")
+		fmt.Printf("%-52s %8.3f %8.3f\n", "debian ("+imageName+"): vm.Create → agent Ping answered", sec(stats.Percentile(ds, 50)), sec(stats.Percentile(ds, 90)))
+		fmt.Printf("%-52s %8.3f %8.3f\n", "minimal: vm.Create → agent Ping answered", sec(stats.Percentile(ps, 50)), sec(stats.Percentile(ps, 90)))
 		mkfs := deb.mkfs[1:] // without the warm-up
-		fmt.Printf("%-44s %8.3f %8.3f\n", "  debian's scratch disk (mkfs, not in boot)", sec(stats.Percentile(mkfs, 50)), sec(stats.Percentile(mkfs, 90)))
+		fmt.Printf("%-52s %8.3f %8.3f\n", "  debian's scratch disk (mkfs, not in boot)", sec(stats.Percentile(mkfs, 50)), sec(stats.Percentile(mkfs, 90)))
 		fmt.Printf("ratio debian/minimal boot=%.2f\n", stats.Ratio(stats.Percentile(ds, 50), stats.Percentile(ps, 50)))
 	}
 	return nil
