@@ -170,7 +170,8 @@ func parseBootCmdline(cmdline string) bootParams {
 // GuestListen returns the kernel command line's petty.listen= (default
 // DefaultListen), for an agent that is PID 1 of a guest without being the
 // initramfs's /init: the /sbin/init of a root file system the kernel mounted
-// itself. It mounts /proc when it must, and refuses (ErrNotInitramfsInit)
+// itself. It sets the host name (petty.hostname=, default DefaultHostname).
+// It mounts /proc when it must, and refuses (ErrNotInitramfsInit)
 // unless this process is PID 1 of the kernel's initial PID namespace.
 func GuestListen() (string, error) {
 	if os.Getpid() != 1 {
@@ -183,5 +184,7 @@ func GuestListen() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return parseBootCmdline(string(cmdline)).listen, nil
+	p := parseBootCmdline(string(cmdline))
+	setHostname(p.hostname, slog.Default())
+	return p.listen, nil
 }
