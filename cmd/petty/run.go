@@ -130,6 +130,14 @@ func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (_ vm.Con
 	if err != nil {
 		return vm.Config{}, choice, "", err
 	}
+	if img.base != "" && choice.vmm == vm.Firecracker && f.vmm == "auto" {
+		// An image's kernel is Debian's, which does not read the devices
+		// Firecracker announces on the kernel command line: QEMU boots it.
+		if choice, err = chooseVMM(string(vm.QEMU), ""); err != nil {
+			return vm.Config{}, choice, "", fmt.Errorf("this image needs QEMU (Firecracker cannot boot its Debian kernel): %w", err)
+		}
+		log.Debug("vmm chosen for the image", "vmm", choice.vmm, "why", choice.reason)
+	}
 	cfg, err := f.config(choice.vmm, img.kernel, img.initrd, img.rootfs)
 	if err != nil {
 		return vm.Config{}, choice, "", err
