@@ -22,7 +22,9 @@ import (
 // The file is unlinked as soon as the guest's agent answered (the VMM holds
 // it open; its blocks are freed when the VMM exits, however it ends), or
 // when the boot failed: nothing is left to clean up, and no other VM can
-// ever open it.
+// ever open it. It lives in the run root rather than in the VM's own run
+// directory because vm.New checks that every drive's file exists, and the
+// VM's directory is named after the ID that New allocates.
 const (
 	// defaultDiskSize is --disk-size's default.
 	defaultDiskSize = "2GiB"
