@@ -128,7 +128,7 @@ func TestQEMUOverlayRoot(t *testing.T) {
 	t.Run("overlay root", func(t *testing.T) {
 		res := exec(nil, "sh", "-c", `grep " / " /proc/mounts; cat /etc/base-marker; echo box > /etc/written && cat /etc/written; hostname; echo $$`)
 		lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
-		if res.code != 0 || len(lines) != 5 || !strings.HasPrefix(lines[0], "overlay / overlay ") ||
+		if res.code != 0 || len(lines) != 5 || !strings.HasPrefix(lines[0], "overlay / overlay ") || !strings.Contains(lines[0], "volatile") ||
 			lines[1] != "from the base" || lines[2] != "box" || lines[3] != "box" {
 			t.Fatalf("code %d, stdout %q, stderr %q; want / an overlay, the base's file, a write, host name box", res.code, res.stdout, res.stderr)
 		}
