@@ -18,10 +18,19 @@ type Cmd struct {
 	// Args holds the command and its arguments; Args[0] is looked up in the
 	// PATH of Env (or of the agent) unless it contains a slash.
 	Args []string
-	// Env is the environment, "KEY=value" each. Empty means the agent's.
+	// Env holds "KEY=value" entries added to (and overriding) the
+	// command's default environment: the agent's own, or in a guest whose
+	// init is the agent PATH, HOME, USER, LOGNAME and LANG=C.UTF-8 for the
+	// command's user.
 	Env []string
-	// Dir is the working directory; empty means the agent's.
+	// Dir is the working directory; empty means the agent's, or in a guest
+	// whose init is the agent the user's home directory (/ when it has
+	// none).
 	Dir string
+	// User runs the command as this user of the guest's /etc/passwd, a
+	// name or a numeric uid, with its primary and supplementary groups
+	// (/etc/group); empty means the agent's own user (root in a guest).
+	User string
 	// Stdin, if not nil, is streamed to the command's standard input, which
 	// is otherwise /dev/null. Exec does not wait for a Read that is still
 	// blocked when the command exits.
@@ -74,6 +83,7 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 		Stdin:     cmd.Stdin != nil,
 		TimeoutNs: int64(cmd.Timeout),
 		MaxOutput: cmd.MaxOutput,
+		User:      cmd.User,
 	}}}); err != nil {
 		return err
 	}

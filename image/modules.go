@@ -50,6 +50,11 @@ var guestModules = []moduleWant{
 	{name: "virtio_mmio"},
 	{name: "virtio_pci", optional: true, device: virtioPCI},
 	{name: "virtio_blk", device: virtioBlock},
+	// The overlay root (petty.root= with petty.scratch=): ext4 for the base
+	// and the scratch disk (built into Debian's cloud kernel), overlay to
+	// stack them. Optional: kernels without them still boot initramfs-only.
+	{name: "ext4", optional: true, device: virtioBlock},
+	{name: "overlay", optional: true, device: virtioBlock},
 	{name: "virtio_net", device: virtioNet},
 	{name: "virtio_console", device: virtioConsole},
 	{name: "vsock", device: virtioVsock},

@@ -19,13 +19,22 @@ const (
 	defaultProcessBuffers = 1 << 20
 )
 
-// Image is what a sandbox boots: a kernel, an optional initramfs and an
-// optional root file system image (copied for each sandbox, so that
-// sandboxes never share a writable disk).
+// Image is what a sandbox boots: a kernel, an optional initramfs, and
+// either a read-only Base shared by every sandbox (each gets a fresh
+// scratch disk of ScratchBytes as its writable layer, the guest's init
+// stacking them with overlayfs: see image.NewScratchDisk) or a RootFS image
+// copied for each sandbox. Sandboxes never share a writable disk.
 type Image struct {
 	Kernel string
 	Initrd string
 	RootFS string
+	// Base is an image's root file system, opened read-only by every
+	// sandbox's VMM; the Config's VM template carries the boot arguments
+	// that tell the guest to stack it below the scratch disk.
+	Base string
+	// ScratchBytes is the size of each sandbox's scratch disk when Base is
+	// set (sparse: it costs what the sandbox writes).
+	ScratchBytes int64
 }
 
 // Resolver returns the Image called name ("" means the default image).

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/vm"
 )
 
@@ -145,7 +146,19 @@ func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr 
 	}
 	cfg.Kernel, cfg.Initrd, cfg.RootDrive = img.Kernel, img.Initrd, vm.Drive{}
 	var workDir string
-	if img.RootFS != "" {
+	if img.Base != "" {
+		progress("creating the writable layer")
+		if workDir, err = os.MkdirTemp(m.cfg.WorkDir, "petty-sandbox-"); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		scratch, err := image.NewScratchDisk(ctx, workDir, img.ScratchBytes)
+		if err != nil {
+			_ = os.RemoveAll(workDir)
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		cfg.RootDrive = vm.Drive{Path: img.Base, ReadOnly: true}
+		cfg.Drives = append([]vm.Drive{{ID: image.ScratchDriveID, Path: scratch}}, cfg.Drives...)
+	} else if img.RootFS != "" {
 		progress("copying root file system")
 		if workDir, err = os.MkdirTemp(m.cfg.WorkDir, "petty-sandbox-"); err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)

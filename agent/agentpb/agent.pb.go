@@ -144,7 +144,10 @@ type ExecStart struct {
 	Stdin     bool  `protobuf:"varint,4,opt,name=stdin,proto3" json:"stdin,omitempty"`
 	TimeoutNs int64 `protobuf:"varint,5,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
 	// max_output caps stdout+stderr bytes sent back; 0 means no cap.
-	MaxOutput     int64 `protobuf:"varint,6,opt,name=max_output,json=maxOutput,proto3" json:"max_output,omitempty"`
+	MaxOutput int64 `protobuf:"varint,6,opt,name=max_output,json=maxOutput,proto3" json:"max_output,omitempty"`
+	// user runs the command as this user of the guest's /etc/passwd (a name
+	// or a numeric uid); empty means the agent's own user (root in a guest).
+	User          string `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,6 +222,13 @@ func (x *ExecStart) GetMaxOutput() int64 {
 		return x.MaxOutput
 	}
 	return 0
+}
+
+func (x *ExecStart) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 type ExecInput struct {
@@ -1312,7 +1322,7 @@ const file_agent_proto_rawDesc = "" +
 	"\fPingResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tuptime_ns\x18\x02 \x01(\x03R\buptimeNs\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\x03R\x03pid\"\x97\x01\n" +
+	"\x03pid\x18\x03 \x01(\x03R\x03pid\"\xab\x01\n" +
 	"\tExecStart\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x02 \x03(\tR\x03env\x12\x10\n" +
@@ -1321,7 +1331,8 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ns\x18\x05 \x01(\x03R\ttimeoutNs\x12\x1d\n" +
 	"\n" +
-	"max_output\x18\x06 \x01(\x03R\tmaxOutput\"\xb0\x01\n" +
+	"max_output\x18\x06 \x01(\x03R\tmaxOutput\x12\x12\n" +
+	"\x04user\x18\a \x01(\tR\x04user\"\xb0\x01\n" +
 	"\tExecInput\x121\n" +
 	"\x05start\x18\x01 \x01(\v2\x19.petty.agent.v1.ExecStartH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12!\n" +

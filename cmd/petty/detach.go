@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pettyvm/petty/image"
 )
 
 // Status lines the supervisor writes on its status pipe.
@@ -44,7 +46,8 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleL
 
 	prog := newProgress(a.stderr, a.verbose)
 	defer prog.done()
-	cfg, choice, err := a.prepare(ctx, f, prog)
+	f.hostname = name
+	cfg, choice, scratch, err := a.prepare(ctx, f, prog)
 	if err != nil {
 		return err
 	}
@@ -56,10 +59,11 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleL
 	defer func() {
 		if !supervised {
 			_ = a.forget(r)
+			image.RemoveScratchDisk(scratch)
 		}
 	}()
 	cfg.Logger, cfg.Console = nil, nil // the supervisor sets its own
-	sp := spec{Name: name, Created: r.Created, Config: cfg, BootTimeout: f.bootTimeout, Verbose: a.verbose, ConsoleLimit: consoleLimit}
+	sp := spec{Name: name, Created: r.Created, Config: cfg, BootTimeout: f.bootTimeout, Verbose: a.verbose, ConsoleLimit: consoleLimit, Scratch: scratch}
 	c, status, err := a.spawnSupervisor(name, &sp)
 	if err != nil {
 		return err

@@ -7,11 +7,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pettyvm/petty/agent"
 	"github.com/pettyvm/petty/vm"
 )
 
 func (a *app) execCommand() *cobra.Command {
-	var timeout time.Duration
+	var (
+		timeout time.Duration
+		xf      execFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "exec [flags] NAME [--] CMD [ARGS...]",
 		Short: "Run a command in a detached VM",
@@ -27,15 +31,19 @@ and stderr streamed, and exit with its exit code (128+N when signal N killed it)
 			if len(argv) == 0 {
 				return usagef("missing the command to run (petty exec NAME -- CMD [ARGS...])")
 			}
-			return a.exec(cmd.Context(), name, argv, timeout)
+			if err := xf.check(); err != nil {
+				return err
+			}
+			return a.exec(cmd.Context(), name, xf.cmd(argv), timeout)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().DurationVar(&timeout, "connect-timeout", 10*time.Second, "how long to try to reach the VM's agent")
+	xf.register(cmd.Flags())
 	return cmd
 }
 
-func (a *app) exec(ctx context.Context, name string, args []string, timeout time.Duration) (retErr error) {
+func (a *app) exec(ctx context.Context, name string, gc *agent.Cmd, timeout time.Duration) (retErr error) {
 	a.reclaim()
 	r, err := a.load(name)
 	if err != nil {
@@ -62,5 +70,5 @@ func (a *app) exec(ctx context.Context, name string, args []string, timeout time
 		return fmt.Errorf("connecting to the agent of VM %s: %w", name, err)
 	}
 	defer c.Close()
-	return a.runInGuest(ctx, c, args)
+	return a.runInGuest(ctx, c, gc)
 }

@@ -18,12 +18,14 @@ const (
 	exitSignalBase    = 128
 )
 
-// runInGuest runs args through c with petty's standard streams and returns
+// runInGuest runs gc through c with petty's standard streams and returns
 // nil when it exited 0, an exitCode with its status otherwise (128+N when
-// killed by signal N), or the error that kept it from running.
-func (a *app) runInGuest(ctx context.Context, c *agent.Client, args []string) error {
-	err := c.Exec(ctx, &agent.Cmd{Args: args, Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr})
-	return guestStatus(args[0], err)
+// killed by signal N, exitTimedOut when its Timeout killed it), or the
+// error that kept it from running.
+func (a *app) runInGuest(ctx context.Context, c *agent.Client, gc *agent.Cmd) error {
+	run := *gc
+	run.Stdin, run.Stdout, run.Stderr = a.stdin, a.stdout, a.stderr
+	return guestStatus(gc.Args[0], c.Exec(ctx, &run))
 }
 
 // guestStatus maps the result of agent.Client.Exec to petty's exit.
@@ -32,6 +34,8 @@ func guestStatus(name string, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &ee) && ee.TimedOut:
+		return exitCode(exitTimedOut)
 	case errors.As(err, &ee):
 		if ee.Signal != "" {
 			if n := unix.SignalNum(ee.Signal); n != 0 {

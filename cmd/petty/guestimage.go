@@ -46,7 +46,11 @@ func agentBuildHint(path string) string {
 
 // guestImage holds the files a VM boots from.
 type guestImage struct {
-	kernel, initrd, rootfs string
+	kernel, initrd string
+	rootfs         string // --rootfs: the root drive, read-write
+	// base is an image's root file system: the read-only lower layer of
+	// the guest's overlay root, with a per-VM scratch disk above it.
+	base string
 }
 
 // buildDefaultImage builds (or finds in the cache) petty's default guest
@@ -79,17 +83,34 @@ const kernelSourceBuildCommand = "petty image build --kernel-source"
 var errKernelNotBuilt = errors.New("the Firecracker guest kernel is not built")
 
 // resolveImage returns the kernel, initrd and rootfs of the run: the flags
-// when --kernel is given, else the default guest image (initramfs only).
-// Under Firecracker that image's kernel is the minimal one compiled from
-// Debian's linux-source (image.Options.KernelSource): Firecracker
+// when --kernel is given, else the image --image names: a directory
+// holding manifest.json when it contains a slash, minimalImage, or an
+// image of the store (the default one built on first use).
+func (f *vmFlags) resolveImage(ctx context.Context, vmm vm.VMM, prog *progress, log *slog.Logger) (guestImage, error) {
+	name := f.image
+	switch {
+	case f.kernel != "":
+		return guestImage{kernel: f.kernel, initrd: f.initrd, rootfs: f.rootfs}, nil
+	case name == "":
+		name = image.DefaultImage
+	case isImagePath(name):
+		return imageFromDir(name)
+	}
+	if name == image.MinimalImage {
+		return minimalImage(ctx, vmm, prog, log)
+	}
+	return storeImage(ctx, name, prog, log)
+}
+
+// minimalImage returns the busybox initramfs image (--image minimal),
+// built or found in the image cache by content key as before images had
+// names. Under Firecracker that image's kernel is the minimal one compiled
+// from Debian's linux-source (image.Options.KernelSource): Firecracker
 // announces its devices on the kernel command line, which Debian's
 // packaged kernels do not read. A run only takes it from the cache
 // (image.Options.NoCompile): when it is not there, it fails at once with
 // errKernelNotBuilt naming the command that compiles it.
-func (f *vmFlags) resolveImage(ctx context.Context, vmm vm.VMM, prog *progress, log *slog.Logger) (guestImage, error) {
-	if f.kernel != "" {
-		return guestImage{kernel: f.kernel, initrd: f.initrd, rootfs: f.rootfs}, nil
-	}
+func minimalImage(ctx context.Context, vmm vm.VMM, prog *progress, log *slog.Logger) (guestImage, error) {
 	fromSource := vmm == vm.Firecracker
 	img, err := buildDefaultImage(ctx, image.Options{KernelSource: fromSource, NoCompile: fromSource}, prog, log)
 	if errors.Is(err, image.ErrKernelNotCompiled) {

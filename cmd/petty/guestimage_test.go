@@ -15,9 +15,10 @@ import (
 	"github.com/pettyvm/petty/vm"
 )
 
-// A Firecracker run without --kernel and without the compiled kernel in
-// the cache fails at once, naming the command that compiles it, and
-// compiles nothing: $PATH holds only petty-agent, no compiler.
+// A Firecracker run of the minimal image without --kernel and without the
+// compiled kernel in the cache fails at once, naming the command that
+// compiles it, and compiles nothing: $PATH holds only petty-agent, no
+// compiler.
 func TestResolveImageNeverCompiles(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("no /bin/busybox: apt-get install busybox-static")
@@ -26,7 +27,7 @@ func TestResolveImageNeverCompiles(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("PATH", filepath.Dir(agent))
 	t.Setenv("XDG_CACHE_HOME", cache)
-	f := &vmFlags{}
+	f := &vmFlags{image: image.MinimalImage}
 	began := time.Now()
 	_, err := f.resolveImage(t.Context(), vm.Firecracker, newProgress(io.Discard, false), slog.New(slog.DiscardHandler))
 	took := time.Since(began)

@@ -17,8 +17,9 @@ import (
 	"github.com/pettyvm/petty/vm"
 )
 
-// qemuFlags make the real guests boot as fast as TCG allows.
-var qemuFlags = []string{"--memory", "256", "--vcpus", "1"}
+// qemuFlags make the real guests boot as fast as TCG allows, from the busybox
+// initramfs image (the image tests boot root file systems themselves).
+var qemuFlags = []string{"--image", "minimal", "--memory", "256", "--vcpus", "1"}
 
 // qemuCache records the one "petty image build" of this test process into
 // the XDG_CACHE_HOME that every TestQEMU* test shares.

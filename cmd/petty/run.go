@@ -10,12 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pettyvm/petty/agent"
+	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/vm"
 )
 
 func (a *app) runCommand() *cobra.Command {
 	var (
 		f            vmFlags
+		xf           execFlags
 		detach       bool
 		name         string
 		consoleLimit string
@@ -28,13 +30,20 @@ stderr streamed, destroy the VM, and exit with CMD's exit code (128+N when a
 signal N killed it). SIGINT (Ctrl-C), SIGTERM, SIGHUP and SIGQUIT destroy the
 VM, and petty exits with 128 + the signal's number (130, 143, 129, 131).
 
-Without --kernel, petty boots its default guest image (built once and cached;
-it needs petty-agent next to petty or in $PATH). With --detach, petty boots
+petty boots the image --image names (default "default": Debian, built once
+into the image store on first use; it needs petty-agent next to petty or in
+$PATH). The image's root file system is shared read-only by every VM; each
+VM writes to its own layer above it (--disk-size, discarded with the VM).
+--image minimal is the busybox initramfs image; --kernel boots your own
+kernel instead. --env, --workdir, --user and --timeout shape the command
+(exit code 124 when --timeout killed it). With --detach, petty boots
 the VM, prints its name and leaves it running: see petty exec, logs, ls,
 stop, rm.`,
 		Example: `  petty run -- uname -a
   echo hello | petty run -- cat
   petty run --vmm qemu --memory 512 -- sh -c 'free -m'
+  petty run --user user --workdir /tmp --env DEBUG=1 --timeout 30s -- python3 -c 'print(1)'
+  petty run --image minimal -- uname -r
   petty run --detach --name dev`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.check(); err != nil {
@@ -48,6 +57,9 @@ stop, rm.`,
 				if err != nil || limit < minConsoleLimit {
 					return usagef("--console-limit %q: want a size of at least 8KiB, e.g. 8MiB", consoleLimit)
 				}
+				if xf.changed(cmd.Flags()) {
+					return usagef("--env, --workdir, --user and --timeout are for a command: pass them to 'petty exec'")
+				}
 				return a.runDetached(cmd.Context(), &f, name, limit)
 			}
 			if name != "" {
@@ -59,12 +71,16 @@ stop, rm.`,
 			if len(args) == 0 {
 				return usagef("missing the command to run")
 			}
-			return a.runOnce(cmd.Context(), &f, args)
+			if err := xf.check(); err != nil {
+				return err
+			}
+			return a.runOnce(cmd.Context(), &f, xf.cmd(args))
 		},
 	}
 	fs := cmd.Flags()
 	fs.SetInterspersed(false) // everything after CMD belongs to CMD
 	f.register(fs)
+	xf.register(fs)
 	fs.BoolVar(&detach, "detach", false, "boot the VM, print its name and leave it running")
 	fs.StringVar(&name, "name", "", "name of a detached VM (default: generated)")
 	fs.StringVar(&consoleLimit, "console-limit", "8MiB", "cap of a detached VM's console log on disk (rotated; see petty logs)")
@@ -72,7 +88,7 @@ stop, rm.`,
 }
 
 // runOnce is petty run without --detach.
-func (a *app) runOnce(ctx context.Context, f *vmFlags, args []string) (retErr error) {
+func (a *app) runOnce(ctx context.Context, f *vmFlags, gc *agent.Cmd) (retErr error) {
 	ctx, caught, stop := interruptible(ctx)
 	defer stop()
 	defer whenInterrupted(caught, &retErr)
@@ -80,11 +96,12 @@ func (a *app) runOnce(ctx context.Context, f *vmFlags, args []string) (retErr er
 
 	prog := newProgress(a.stderr, a.verbose)
 	defer prog.done()
-	cfg, choice, err := a.prepare(ctx, f, prog)
+	cfg, choice, scratch, err := a.prepare(ctx, f, prog)
 	if err != nil {
 		return err
 	}
 	m, client, err := a.boot(ctx, cfg, choice, f.bootTimeout, prog)
+	image.RemoveScratchDisk(scratch) // the VMM holds it open
 	if err != nil {
 		return err
 	}
@@ -96,24 +113,46 @@ func (a *app) runOnce(ctx context.Context, f *vmFlags, args []string) (retErr er
 			retErr = fmt.Errorf("destroying the VM: %w", err)
 		}
 	}()
-	return a.runInGuest(ctx, client, args)
+	return a.runInGuest(ctx, client, gc)
 }
 
 // prepare picks the VMM, resolves the guest image and builds the Config.
-func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (vm.Config, vmmChoice, error) {
+// For an image with a root file system it also creates the VM's scratch
+// disk and returns its path: the caller unlinks it once the VM booted
+// (or failed to).
+func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (_ vm.Config, _ vmmChoice, scratch string, retErr error) {
 	log := a.logger()
 	choice, err := chooseVMM(f.vmm, f.firecrackerBin) // fails fast, before any image work
 	if err != nil {
-		return vm.Config{}, choice, err
+		return vm.Config{}, choice, "", err
 	}
 	log.Debug("vmm chosen", "vmm", choice.vmm, "why", choice.reason)
 	img, err := f.resolveImage(ctx, choice.vmm, prog, log)
 	if err != nil {
-		return vm.Config{}, choice, err
+		return vm.Config{}, choice, "", err
+	}
+	if img.base != "" && choice.vmm == vm.Firecracker && f.vmm == "auto" {
+		// An image's kernel is Debian's, which does not read the devices
+		// Firecracker announces on the kernel command line: QEMU boots it.
+		if choice, err = chooseVMM(string(vm.QEMU), ""); err != nil {
+			return vm.Config{}, choice, "", fmt.Errorf("this image needs QEMU (Firecracker cannot boot its Debian kernel): %w", err)
+		}
+		log.Debug("vmm chosen for the image", "vmm", choice.vmm, "why", choice.reason)
 	}
 	cfg, err := f.config(choice.vmm, img.kernel, img.initrd, img.rootfs)
 	if err != nil {
-		return vm.Config{}, choice, err
+		return vm.Config{}, choice, "", err
+	}
+	if img.base != "" {
+		size, _ := parseSize(f.diskSize) // checked by vmFlags.check
+		if scratch, err = addOverlayRoot(ctx, &cfg, img, a.runRoot(), size, f.hostname); err != nil {
+			return vm.Config{}, choice, "", err
+		}
+		defer func() {
+			if retErr != nil {
+				image.RemoveScratchDisk(scratch)
+			}
+		}()
 	}
 	if choice.vmm == vm.QEMU {
 		// The agent's channel (vhost-vsock when the host has it, else
@@ -126,9 +165,9 @@ func (a *app) prepare(ctx context.Context, f *vmFlags, prog *progress) (vm.Confi
 		cfg.Console = newEscaper(a.stderr) // guest bytes: no terminal controls
 	}
 	if err := cfg.Validate(); err != nil {
-		return vm.Config{}, choice, configError(err)
+		return vm.Config{}, choice, "", configError(err)
 	}
-	return cfg, choice, nil
+	return cfg, choice, scratch, nil
 }
 
 // boot creates the VM and waits for its agent, within timeout.

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/mcpserver"
 	"github.com/pettyvm/petty/sandbox"
+	"github.com/pettyvm/petty/vm"
 )
 
 // sandboxFlags are the flags of the commands that serve sandboxes (petty
@@ -45,11 +48,20 @@ func (a *app) manager(ctx context.Context, f *sandboxFlags, hooks ...func(*sandb
 		return nil, usagef("--max-sandboxes must be at least 1")
 	}
 	prog := newProgress(a.stderr, a.verbose)
-	cfg, _, err := a.prepare(ctx, &f.vm, prog)
+	cfg, _, scratch, err := a.prepare(ctx, &f.vm, prog)
 	if err != nil {
 		return nil, err
 	}
 	img := sandbox.Image{Kernel: cfg.Kernel, Initrd: cfg.Initrd, RootFS: cfg.RootDrive.Path}
+	if scratch != "" {
+		// An image with a base: every sandbox gets a scratch disk of its
+		// own (the template's is dropped), above the shared read-only base.
+		image.RemoveScratchDisk(scratch)
+		size, _ := parseSize(f.vm.diskSize) // checked by f.vm.check
+		img = sandbox.Image{Kernel: cfg.Kernel, Initrd: cfg.Initrd, Base: cfg.RootDrive.Path, ScratchBytes: size}
+		cfg.RootDrive = vm.Drive{}
+		cfg.Drives = slices.DeleteFunc(slices.Clone(cfg.Drives), func(d vm.Drive) bool { return d.ID == image.ScratchDriveID })
+	}
 	mcfg := sandbox.Config{
 		MaxSandboxes:   f.maxSandboxes,
 		MemoryShare:    f.memoryShare,

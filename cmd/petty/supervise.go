@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/internal/pidfd"
 	"github.com/pettyvm/petty/vm"
 )
@@ -41,6 +42,9 @@ type spec struct {
 	BootTimeout  time.Duration `json:"boot_timeout"`
 	Verbose      bool          `json:"verbose,omitempty"`
 	ConsoleLimit int64         `json:"console_limit"`
+	// Scratch is the VM's scratch disk, which the supervisor unlinks once
+	// the VM booted or failed to (see scratch.go); "" for none.
+	Scratch string `json:"scratch,omitempty"`
 }
 
 func (a *app) superviseCommand() *cobra.Command {
@@ -102,6 +106,7 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 	if err != nil {
 		return err
 	}
+	defer image.RemoveScratchDisk(s.Scratch) // at the latest
 	self, err := pidfd.StartTime(os.Getpid())
 	if err != nil {
 		return err
@@ -146,6 +151,7 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 			_ = c.Close()
 		}
 	}
+	image.RemoveScratchDisk(s.Scratch) // the VMM holds it open
 	if err == nil {
 		err = console.ensure() // petty logs finds it even if the guest is quiet
 	}

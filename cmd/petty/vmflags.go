@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/pettyvm/petty/image"
 	"github.com/pettyvm/petty/vm"
 )
 
@@ -25,11 +26,18 @@ type vmFlags struct {
 	firecrackerBin string
 	bootTimeout    time.Duration
 	stopTimeout    time.Duration
+	image          string // --image NAME|PATH; "" is the default image
+	diskSize       string // --disk-size of the scratch disk
+	// hostname is the guest's host name (petty.hostname=); "" leaves the
+	// guest's default.
+	hostname string
 }
 
 func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.vmm, "vmm", "auto", "VMM: auto, firecracker or qemu (auto: Firecracker when it is found and KVM is usable)")
-	fs.StringVar(&f.kernel, "kernel", "", "guest kernel, an uncompressed vmlinux (default: the built-in guest image)")
+	fs.StringVar(&f.image, "image", "", "guest image: a NAME of the image store (see petty image ls; "+image.MinimalImage+" is the busybox initramfs) or the PATH of an image directory (default \""+image.DefaultImage+"\", built on first use)")
+	fs.StringVar(&f.diskSize, "disk-size", defaultDiskSize, "size of the VM's writable layer above the image (a sparse scratch disk, gone with the VM)")
+	fs.StringVar(&f.kernel, "kernel", "", "guest kernel, an uncompressed vmlinux (instead of --image)")
 	fs.StringVar(&f.initrd, "initrd", "", "guest initramfs")
 	fs.StringVar(&f.rootfs, "rootfs", "", "root file system image (read-write)")
 	fs.StringArrayVar(&f.drives, "drive", nil, "extra block device PATH[:ro] (repeatable)")
@@ -51,6 +59,12 @@ func (f *vmFlags) check() error {
 	}
 	if f.kernel == "" && (f.initrd != "" || f.rootfs != "") {
 		return usagef("--initrd and --rootfs need --kernel (without --kernel petty uses its built-in guest image)")
+	}
+	if f.kernel != "" && f.image != "" {
+		return usagef("--image and --kernel exclude each other")
+	}
+	if n, err := parseSize(f.diskSize); err != nil || n < image.MinScratchSize {
+		return usagef("--disk-size %q: want a size of at least 16MiB, e.g. 2GiB", f.diskSize)
 	}
 	if f.mac != "" && f.tap == "" {
 		return usagef("--mac needs --tap")

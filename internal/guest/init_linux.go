@@ -64,6 +64,7 @@ var essentialMounts = []mountSpec{
 	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
 	{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
+	{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
 }
@@ -71,6 +72,7 @@ var essentialMounts = []mountSpec{
 // mountEssentials mounts each essential file system that is not mounted yet.
 // Failures are logged, not fatal: the agent is still useful without /sys.
 func mountEssentials(log *slog.Logger) {
+	devMounted := false
 	for _, m := range essentialMounts {
 		if mounted(m.target) {
 			continue
@@ -81,7 +83,12 @@ func mountEssentials(log *slog.Logger) {
 		}
 		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil {
 			log.Warn("mount", "target", m.target, "fstype", m.fstype, "err", err)
+		} else if m.target == "/dev" {
+			devMounted = true
 		}
+	}
+	if devMounted { // never in a /dev that was there before
+		linkDevFD("/dev", log)
 	}
 }
 

@@ -22,6 +22,10 @@ const (
 	initramfsShell  = "/bin/busybox"
 )
 
+// DefaultHostname is the guest's host name when the kernel command line
+// has no petty.hostname=.
+const DefaultHostname = "petty"
+
 // InitramfsInitProtocol is contained in every agent executable that can be
 // an initramfs's /init (see BootInitramfs). Package image makes /init the
 // agent itself only when the agent executable contains this string, and
@@ -50,7 +54,10 @@ func IsInitramfsInit() bool {
 // PID 1 of the initial PID namespace, before doing anything but mounting
 // /proc to check that.
 //
-// With root=/dev/... or petty.root=... on the kernel command line it execs
+// With petty.scratch=DEV and a root (petty.root= or root=) it boots the
+// overlay root (see switchToOverlayRoot) once the modules are loaded, and
+// fails when it cannot.
+// Otherwise, with root=/dev/... or petty.root=... it execs
 // "/bin/busybox sh /init.sh", which mounts that root and switch_roots into
 // it, and returns only if that exec fails (then it goes on as without a
 // root). Otherwise it mounts /proc, /sys, /dev and the other essential file
@@ -74,7 +81,7 @@ func BootInitramfs(log *slog.Logger) (listen string, err error) {
 		log.Warn("read kernel command line", "err", err)
 	}
 	p := parseBootCmdline(string(cmdline))
-	if p.root != "" {
+	if p.root != "" && p.scratch == "" {
 		if mountedProc {
 			_ = unix.Unmount("/proc", 0) // init.sh mounts it again
 		}
@@ -94,6 +101,18 @@ func BootInitramfs(log *slog.Logger) (listen string, err error) {
 		loaded = len(loadListedModules(mods, os.DirFS("/sys"), finitModuleLoader{}, log))
 	}
 	linkVirtioPorts("/sys", "/dev", portLinkWait)
+	if p.root != "" && p.scratch != "" {
+		// No fallback: commands would run in the initramfs instead of the
+		// image, and fail in confusing ways. The error on the console
+		// ends the boot (the host reports the console's tail).
+		if err := switchToOverlayRoot(p.root, p.scratch, log); err != nil {
+			return "", err
+		}
+		if err := addHostsEntry(hostsPath, p.hostname); err != nil {
+			log.Warn("add the host name to /etc/hosts", "err", err)
+		}
+	}
+	setHostname(p.hostname, log)
 	log.Debug("initramfs init done", "protocol", InitramfsInitProtocol, "modules", loaded, "listen", p.listen, "took", time.Since(start))
 	return p.listen, nil
 }
@@ -120,18 +139,27 @@ func checkInitialPIDNamespace() (mountedProc bool, err error) {
 type bootParams struct {
 	listen string // petty.listen=, default DefaultListen
 	root   string // petty.root=, or root=/dev/...; "" for none
+	// scratch is petty.scratch=, the VM's writable disk: with it root is
+	// the read-only base of an overlay root.
+	scratch string
+	// hostname is petty.hostname=, default DefaultHostname.
+	hostname string
 }
 
 // parseBootCmdline reads /proc/cmdline's contents the way /init.sh does:
 // the last petty.listen= wins; petty.root= wins over root=, which counts
 // only for a /dev/ path, the first one.
 func parseBootCmdline(cmdline string) bootParams {
-	p := bootParams{listen: DefaultListen}
+	p := bootParams{listen: DefaultListen, hostname: DefaultHostname}
 	for _, arg := range strings.Fields(cmdline) {
 		if v, ok := strings.CutPrefix(arg, "petty.listen="); ok && v != "" {
 			p.listen = v
 		} else if v, ok := strings.CutPrefix(arg, "petty.root="); ok {
 			p.root = v
+		} else if v, ok := strings.CutPrefix(arg, "petty.scratch="); ok {
+			p.scratch = v
+		} else if v, ok := strings.CutPrefix(arg, "petty.hostname="); ok && v != "" {
+			p.hostname = v
 		} else if v, ok := strings.CutPrefix(arg, "root="); ok && strings.HasPrefix(v, "/dev/") && p.root == "" {
 			p.root = v
 		}
@@ -142,7 +170,8 @@ func parseBootCmdline(cmdline string) bootParams {
 // GuestListen returns the kernel command line's petty.listen= (default
 // DefaultListen), for an agent that is PID 1 of a guest without being the
 // initramfs's /init: the /sbin/init of a root file system the kernel mounted
-// itself. It mounts /proc when it must, and refuses (ErrNotInitramfsInit)
+// itself. It sets the host name (petty.hostname=, default DefaultHostname).
+// It mounts /proc when it must, and refuses (ErrNotInitramfsInit)
 // unless this process is PID 1 of the kernel's initial PID namespace.
 func GuestListen() (string, error) {
 	if os.Getpid() != 1 {
@@ -155,5 +184,7 @@ func GuestListen() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return parseBootCmdline(string(cmdline)).listen, nil
+	p := parseBootCmdline(string(cmdline))
+	setHostname(p.hostname, slog.Default())
+	return p.listen, nil
 }

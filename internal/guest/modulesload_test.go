@@ -140,15 +140,18 @@ func TestParseBootCmdline(t *testing.T) {
 		cmdline string
 		want    bootParams
 	}{
-		{"console=ttyS0 quiet", bootParams{listen: DefaultListen}},
-		{"petty.listen=serial:///dev/virtio-ports/petty.agent", bootParams{listen: "serial:///dev/virtio-ports/petty.agent"}},
-		{"petty.listen=vsock://:1 petty.listen=vsock://:2", bootParams{listen: "vsock://:2"}},
-		{"petty.listen=", bootParams{listen: DefaultListen}},
-		{"root=/dev/vda ro", bootParams{listen: DefaultListen, root: "/dev/vda"}},
-		{"root=/dev/vda root=/dev/vdb", bootParams{listen: DefaultListen, root: "/dev/vda"}},
-		{"root=PARTUUID=1234", bootParams{listen: DefaultListen}},
-		{"root=/dev/vda petty.root=/dev/vdb", bootParams{listen: DefaultListen, root: "/dev/vdb"}},
-		{"petty.root=/dev/vdb root=/dev/vda petty.listen=vsock://:2000", bootParams{listen: "vsock://:2000", root: "/dev/vdb"}},
+		{"console=ttyS0 quiet", bootParams{hostname: DefaultHostname, listen: DefaultListen}},
+		{"petty.listen=serial:///dev/virtio-ports/petty.agent", bootParams{hostname: DefaultHostname, listen: "serial:///dev/virtio-ports/petty.agent"}},
+		{"petty.listen=vsock://:1 petty.listen=vsock://:2", bootParams{hostname: DefaultHostname, listen: "vsock://:2"}},
+		{"petty.listen=", bootParams{hostname: DefaultHostname, listen: DefaultListen}},
+		{"root=/dev/vda ro", bootParams{hostname: DefaultHostname, listen: DefaultListen, root: "/dev/vda"}},
+		{"root=/dev/vda root=/dev/vdb", bootParams{hostname: DefaultHostname, listen: DefaultListen, root: "/dev/vda"}},
+		{"root=PARTUUID=1234", bootParams{hostname: DefaultHostname, listen: DefaultListen}},
+		{"root=/dev/vda petty.root=/dev/vdb", bootParams{hostname: DefaultHostname, listen: DefaultListen, root: "/dev/vdb"}},
+		{"petty.root=/dev/vdb root=/dev/vda petty.listen=vsock://:2000", bootParams{hostname: DefaultHostname, listen: "vsock://:2000", root: "/dev/vdb"}},
+		{"petty.root=/dev/vda petty.scratch=/dev/vdb root=/dev/vda ro", bootParams{hostname: DefaultHostname, listen: DefaultListen, root: "/dev/vda", scratch: "/dev/vdb"}},
+		{"petty.hostname=box1", bootParams{hostname: "box1", listen: DefaultListen}},
+		{"petty.hostname=", bootParams{hostname: DefaultHostname, listen: DefaultListen}},
 	}
 	for _, tt := range tests {
 		if got := parseBootCmdline(tt.cmdline); got != tt.want {

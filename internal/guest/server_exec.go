@@ -50,7 +50,7 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 		return errorf(wire.InvalidArgument, "exec: negative max_output or timeout")
 	}
 
-	cmd, err := buildCmd(start)
+	cmd, err := buildCmd(start, s.srv.guest != nil)
 	if err != nil {
 		return err
 	}
@@ -198,32 +198,36 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 	return nil
 }
 
-// buildCmd turns a start message into an exec.Cmd in its own process group.
-func buildCmd(start *agentpb.ExecStart) (*exec.Cmd, error) {
-	env := start.Env
-	if len(env) == 0 {
-		env = os.Environ()
+// buildCmd turns a start message into an exec.Cmd in its own process group,
+// as start.User (see lookupIdentity), with its environment and working
+// directory (commandEnv, commandDir); guestInit says the agent is the
+// guest's init.
+func buildCmd(start *agentpb.ExecStart, guestInit bool) (*exec.Cmd, error) {
+	id, err := lookupIdentity(start.User)
+	if err != nil {
+		return nil, err
 	}
-	pathEnv, hasPath := "", false
+	env := commandEnv(id, guestInit, start.Env)
+	var pathEnv string
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			pathEnv, hasPath = v, true
+			pathEnv = v
 		}
-	}
-	if !hasPath {
-		pathEnv = defaultPath
-		env = append(env[:len(env):len(env)], "PATH="+defaultPath)
 	}
 	name, err := lookPath(start.Args[0], pathEnv)
 	if err != nil {
 		return nil, err
 	}
+	dir := commandDir(start.Dir, id, guestInit)
+	if fi, err := os.Stat(dir); dir != "" && (err != nil || !fi.IsDir()) {
+		return nil, errorf(wire.InvalidArgument, "exec: working directory %q: not a directory (%v)", dir, err)
+	}
 	cmd := &exec.Cmd{
 		Path:        name,
 		Args:        start.Args,
 		Env:         env,
-		Dir:         start.Dir,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		Dir:         dir,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: id.cred},
 	}
 	return cmd, nil
 }
