@@ -61,7 +61,7 @@ func resolveInputs(o *Options) (*inputs, error) {
 	}
 	if o.KernelSource {
 		in.release = vmlinuxRelease(in.kernel) // built with CONFIG_MODULES off: no modules
-	} else if in.modules, err = readModules(o.ModulesDir, in.release); err != nil {
+	} else if in.modules, err = readModules(o.ModulesDir, in.release, o.wantModules()); err != nil {
 		return nil, err
 	}
 
@@ -112,8 +112,8 @@ func resolveInputs(o *Options) (*inputs, error) {
 	return in, nil
 }
 
-// readModules resolves guestModules in dir's modules.dep and reads them.
-func readModules(dir, release string) ([]module, error) {
+// readModules resolves wants in dir's modules.dep and reads them.
+func readModules(dir, release string, wants []moduleWant) ([]module, error) {
 	db, err := loadModuleDB(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -121,11 +121,11 @@ func readModules(dir, release string) ([]module, error) {
 		}
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	paths, err := db.resolve(guestModules)
+	paths, err := db.resolve(wants)
 	if err != nil {
 		return nil, err
 	}
-	conds := db.conditions(guestModules)
+	conds := db.conditions(wants)
 	mods := make([]module, 0, len(paths))
 	for _, p := range paths {
 		raw, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))

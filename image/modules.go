@@ -57,6 +57,24 @@ var guestModules = []moduleWant{
 	{name: "vmw_vsock_virtio_transport", device: virtioVsock},
 }
 
+// rootModules are the modules a store image with a root file system adds
+// to guestModules: the read-only ext4 base and the overlay that makes it
+// writable (ext4's own dependencies, jbd2, mbcache, crc16 and crc32c,
+// follow from modules.dep; Debian's cloud kernel has ext4 built in). They
+// load when the machine has a virtio block device.
+var rootModules = []moduleWant{
+	{name: "ext4", device: virtioBlock},
+	{name: "overlay", device: virtioBlock},
+}
+
+// wantModules returns the modules the initramfs of o holds.
+func (o *Options) wantModules() []moduleWant {
+	if o.rootModules {
+		return slices.Concat(guestModules, rootModules)
+	}
+	return guestModules
+}
+
 // moduleDB is a kernel's modules.dep and modules.builtin.
 type moduleDB struct {
 	paths   map[string]string   // module name -> path relative to the modules dir
