@@ -288,6 +288,10 @@ func (s *Store) Remove(name string) error {
 	if err := os.Rename(dir, filepath.Join(trash, name)); err != nil {
 		return fmt.Errorf("image: remove %s: %w", name, err)
 	}
+	tars, _ := filepath.Glob(filepath.Join(s.Dir, debianTarPrefix+name+"+*.tar"))
+	for _, t := range tars {
+		_ = os.Remove(t)
+	}
 	return nil
 }
 

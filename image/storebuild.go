@@ -347,8 +347,9 @@ func (b *storeBuild) build(ctx context.Context) (*Stored, error) {
 func (b *storeBuild) rootfs(ctx context.Context, tmp string) (int64, error) {
 	tarPath, clamp := b.spec.FromTar, int64(0)
 	if b.origin == OriginDebian {
-		tarPath, clamp = filepath.Join(tmp, "debian.tar"), b.epoch
-		if err := runMmdebstrap(ctx, b.release, b.mirror, b.packages, b.epoch, tarPath, b.progress, b.log); err != nil {
+		clamp = b.epoch
+		var err error
+		if tarPath, err = b.debianTar(ctx, tmp); err != nil {
 			return 0, err
 		}
 	}
@@ -370,11 +371,6 @@ func (b *storeBuild) rootfs(ctx context.Context, tmp string) (int64, error) {
 			return 0, fmt.Errorf("image: --from-tar %s: %w", b.spec.FromTar, err)
 		}
 		return 0, err
-	}
-	if b.origin == OriginDebian {
-		if err := os.Remove(tarPath); err != nil {
-			return 0, fmt.Errorf("image: %w", err)
-		}
 	}
 	if err := checkShell(stage); err != nil {
 		return 0, fmt.Errorf("image: %s: %w", b.describe(), err)
@@ -466,3 +462,35 @@ func (s *Store) install(tmp, name string) error {
 	return nil
 }
 
+// debianTarPrefix starts the names of the Debian root file system
+// tarballs the store keeps, one per image: a rebuild for a new agent or
+// kernel from the same archive state skips mmdebstrap.
+const debianTarPrefix = ".debian-"
+
+// debianTar returns the mmdebstrap tarball of the image's Debian inputs
+// and archive state, from the store when an earlier build made it, else
+// running mmdebstrap (and keeping its tarball in place of the image's
+// older one).
+func (b *storeBuild) debianTar(ctx context.Context, tmp string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%q\x00%d", storeFormat, b.release, b.mirror,
+		mmdebstrapArgs(b.release, b.mirror, b.packages, "OUT"), b.epoch)
+	prefix := debianTarPrefix + b.spec.Name + "+"
+	keep := filepath.Join(b.store.Dir, prefix+hex.EncodeToString(h.Sum(nil))[:24]+".tar")
+	if fi, err := os.Stat(keep); err == nil && fi.Mode().IsRegular() {
+		b.progress("debian: packages already installed into " + filepath.Base(keep))
+		return keep, nil
+	}
+	out := filepath.Join(tmp, "debian.tar")
+	if err := runMmdebstrap(ctx, b.release, b.mirror, b.packages, b.epoch, out, b.progress, b.log); err != nil {
+		return "", err
+	}
+	old, _ := filepath.Glob(filepath.Join(b.store.Dir, prefix+"*.tar"))
+	for _, o := range old {
+		_ = os.Remove(o)
+	}
+	if err := os.Rename(out, keep); err != nil {
+		return "", fmt.Errorf("image: store: %w", err)
+	}
+	return keep, nil
+}
