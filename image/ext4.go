@@ -86,7 +86,8 @@ func ext4Size(dir string) (mib int64, inodes int64, err error) {
 // no journal (the base is only ever mounted read-only), UUID and directory
 // hash seed derived from key, every time fixed (E2FSPROGS_FAKE_TIME, the
 // staged times, then debugfs sets each inode's ctime, which mkfs.ext4 -d
-// copies from the host and no one can set, to its mtime). Owners come
+// copies from the host and no one can set, and its atime, which reading
+// it may have changed, to its mtime). Owners come
 // from the staged files when running as root, else debugfs sets those the
 // tarball recorded. Same tree and key, same bytes.
 func makeExt4(ctx context.Context, tools ext4Tools, dst string, st *staged, key string, epoch int64, extraMiB int64) error {
@@ -137,7 +138,7 @@ func makeExt4(ctx context.Context, tools ext4Tools, dst string, st *staged, key 
 	}
 
 	var script strings.Builder
-	fmt.Fprintf(&script, "set_inode_field / ctime @%d\n", epoch)
+	fmt.Fprintf(&script, "set_inode_field / ctime @%d\nset_inode_field / atime @%d\n", epoch, epoch)
 	asRoot := os.Geteuid() == 0
 	for _, p := range paths {
 		t, ok := st.times[p]
@@ -145,7 +146,8 @@ func makeExt4(ctx context.Context, tools ext4Tools, dst string, st *staged, key 
 			t = epoch
 		}
 		q := debugfsQuote("/" + p)
-		fmt.Fprintf(&script, "set_inode_field %s ctime @%d\n", q, t)
+		// mkfs.ext4 -d reading a file may have updated its atime.
+		fmt.Fprintf(&script, "set_inode_field %s ctime @%d\nset_inode_field %s atime @%d\n", q, t, q, t)
 		if !asRoot {
 			o := st.owners[p]
 			fmt.Fprintf(&script, "set_inode_field %s uid %d\nset_inode_field %s gid %d\n", q, o.uid, q, o.gid)
