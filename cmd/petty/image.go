@@ -103,8 +103,11 @@ root file system of petty run's built-in image, outside the store.`,
 	f.StringVar(&fl.cache, "cache", "", "cache directory; images are in its images/ (default $XDG_CACHE_HOME/petty or ~/.cache/petty)")
 	f.StringVar(&fl.spec.AgentPath, "agent", "", "static petty-agent to put in the image (default: next to petty, else in $PATH)")
 	build.MarkFlagsMutuallyExclusive("kernel", "kernel-source")
-	build.MarkFlagsMutuallyExclusive("minimal", "from-tar", "packages")
-	build.MarkFlagsMutuallyExclusive("minimal", "from-tar", "mirror")
-	build.MarkFlagsMutuallyExclusive("rootfs", "minimal", "from-tar", "packages", "name")
+	for _, pair := range [][2]string{
+		{"minimal", "from-tar"}, {"minimal", "packages"}, {"from-tar", "packages"},
+		{"rootfs", "minimal"}, {"rootfs", "from-tar"}, {"rootfs", "packages"}, {"rootfs", "name"},
+	} {
+		build.MarkFlagsMutuallyExclusive(pair[0], pair[1])
+	}
 	return build
 }
