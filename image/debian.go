@@ -89,15 +89,22 @@ func packageList(extra []string) []string {
 	return slices.Compact(out)
 }
 
-// runMmdebstrap builds the Debian root file system tarball out. Lines
+// runMmdebstrap builds the Debian root file system tarball out, or with
+// simulate only checks that apt can install the packages. Lines
 // starting "I: " are progress steps; every line goes to log; a failure's
 // error carries apt's own "E:" lines (or the last lines of output).
-func runMmdebstrap(ctx context.Context, release, mirror string, packages []string, epoch int64, out string, progress func(string), log *slog.Logger) error {
+func runMmdebstrap(ctx context.Context, release, mirror string, packages []string, epoch int64, out string, simulate bool, progress func(string), log *slog.Logger) error {
 	bin, err := exec.LookPath(mmdebstrapPackage)
 	if err != nil {
 		return &MissingError{What: "mmdebstrap", Package: mmdebstrapPackage, Err: err}
 	}
-	cmd := exec.CommandContext(ctx, bin, mmdebstrapArgs(release, mirror, packages, out)...)
+	args := mmdebstrapArgs(release, mirror, packages, out)
+	if simulate {
+		// apt-get --simulate: updates the package lists and resolves the
+		// packages (seconds) without installing anything.
+		args = append([]string{"--simulate"}, args...)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10), "LC_ALL=C.UTF-8")
 	cmd.WaitDelay = 10 * time.Second
 	pr, pw, err := os.Pipe()

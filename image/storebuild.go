@@ -20,8 +20,11 @@ import (
 // inputs, so that older images are rebuilt.
 const storeFormat = "petty-store-v1"
 
-// agentRootFSPath is where the agent lives in a store image's root file
-// system.
+// AgentRootFSPath is where the agent lives in the root file system of
+// every store image that has one.
+const AgentRootFSPath = "/" + agentRootFSPath
+
+// agentRootFSPath is AgentRootFSPath relative to the root.
 const agentRootFSPath = "usr/local/sbin/petty-agent"
 
 // ErrNeedName is returned when a build that is neither the default nor the
@@ -482,7 +485,15 @@ func (b *storeBuild) debianTar(ctx context.Context, tmp string) (string, error) 
 		return keep, nil
 	}
 	out := filepath.Join(tmp, "debian.tar")
-	if err := runMmdebstrap(ctx, b.release, b.mirror, b.packages, b.epoch, out, b.progress, b.log); err != nil {
+	if len(b.spec.Packages) > 0 {
+		// Packages beyond the default set may not exist: apt says so in
+		// seconds, not after minutes of installing the others.
+		b.progress("debian: checking the packages")
+		if err := runMmdebstrap(ctx, b.release, b.mirror, b.packages, b.epoch, out, true, b.progress, b.log); err != nil {
+			return "", err
+		}
+	}
+	if err := runMmdebstrap(ctx, b.release, b.mirror, b.packages, b.epoch, out, false, b.progress, b.log); err != nil {
 		return "", err
 	}
 	old, _ := filepath.Glob(filepath.Join(b.store.Dir, prefix+"*.tar"))
