@@ -267,18 +267,24 @@ func (s *Store) Remove(name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
+	dir := filepath.Join(s.Dir, name)
+	notFound := func() error {
+		have, err := s.names()
+		if err != nil {
+			return err
+		}
+		return &NoImageError{Name: name, Have: have}
+	}
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return notFound() // no lock file for a name that never was
+	}
 	unlock, err := s.lock(context.Background(), name)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	dir := filepath.Join(s.Dir, name)
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
-		have, lerr := s.names()
-		if lerr != nil {
-			return lerr
-		}
-		return &NoImageError{Name: name, Have: have}
+		return notFound() // removed while we waited
 	}
 	trash, err := os.MkdirTemp(s.Dir, storeTrashPrefix+name+"-")
 	if err != nil {

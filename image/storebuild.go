@@ -130,9 +130,10 @@ func (s *Store) Build(ctx context.Context, spec BuildSpec) (*Stored, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	progress := func(step string) {
-		log.Debug("image: step", "image", spec.Name, "step", step)
 		if spec.Progress != nil {
 			spec.Progress(step)
+		} else {
+			log.Debug("image: step", "image", spec.Name, "step", step)
 		}
 	}
 	origin := spec.origin()
@@ -481,7 +482,7 @@ func (b *storeBuild) debianTar(ctx context.Context, tmp string) (string, error) 
 	prefix := debianTarPrefix + b.spec.Name + "+"
 	keep := filepath.Join(b.store.Dir, prefix+hex.EncodeToString(h.Sum(nil))[:24]+".tar")
 	if fi, err := os.Stat(keep); err == nil && fi.Mode().IsRegular() {
-		b.progress("debian: packages already installed into " + filepath.Base(keep))
+		b.progress("debian: reusing the packages installed by the last build (" + filepath.Base(keep) + ")")
 		return keep, nil
 	}
 	out := filepath.Join(tmp, "debian.tar")
