@@ -471,3 +471,59 @@ func TestExtractTarCanceled(t *testing.T) {
 		t.Errorf("extractTar = %v, want context.Canceled", err)
 	}
 }
+
+// TestStoreConcurrentAndReplace builds one name from two goroutines at
+// once (the lock makes the second a cache hit), then from other inputs,
+// which replaces the image in one rename.
+func TestStoreConcurrentAndReplace(t *testing.T) {
+	s := newTestStore(t)
+	agent := standinAgent(t)
+	members := busyboxMembers(t)
+	spec := BuildSpec{Name: "same", FromTar: writeTar(t, members, "gzip"), AgentPath: agent}
+	type result struct {
+		img *Stored
+		err error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			img, err := s.Build(context.Background(), spec)
+			results <- result{img, err}
+		}()
+	}
+	var cached int
+	var keys []string
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.img.Cached {
+			cached++
+		}
+		keys = append(keys, r.img.Key)
+	}
+	if cached != 1 || keys[0] != keys[1] {
+		t.Errorf("concurrent builds: %d cache hits (want 1), keys %v", cached, keys)
+	}
+	old, err := s.Get("same")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	more := append(slices.Clone(members), tarMember{name: "./etc/motd", typ: tar.TypeReg, mode: 0o644, data: []byte("new\n")})
+	spec.FromTar = writeTar(t, more, "")
+	img, err := s.Build(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Cached || img.Key == old.Key || img.Dir != old.Dir {
+		t.Errorf("rebuild from other inputs: cached %v, same key %v, dir %s", img.Cached, img.Key == old.Key, img.Dir)
+	}
+	if out := debugfs(t, img.RootFS, "cat /etc/motd"); !strings.Contains(out, "new") {
+		t.Errorf("replaced image lacks the new file: %q", out)
+	}
+	if got := storeEntries(t, s); !slices.Equal(got, []string{"same"}) {
+		t.Errorf("store holds %v after the replacement, want only same", got)
+	}
+}
