@@ -1,10 +1,15 @@
 package image
 
 import (
+	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -88,6 +93,29 @@ func TestPackageList(t *testing.T) {
 	for i := 1; i < len(got); i++ {
 		if got[i-1] >= got[i] {
 			t.Errorf("packageList not sorted and unique: %v", got)
+		}
+	}
+}
+
+func TestArchiveDate(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/debian/dists/bookworm/Release":
+			io.WriteString(w, "Origin: Debian\nLabel: Debian\nSuite: stable\nCodename: bookworm\nDate: Sat, 10 May 2025 08:55:12 UTC\nAcquire-By-Hash: yes\n")
+		case "/debian/dists/nodate/Release":
+			io.WriteString(w, "Origin: Debian\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	got, err := archiveDate(context.Background(), srv.URL+"/debian/", "bookworm")
+	if err != nil || !got.Equal(time.Date(2025, 5, 10, 8, 55, 12, 0, time.UTC)) {
+		t.Errorf("archiveDate = %v, %v", got, err)
+	}
+	for _, suite := range []string{"nodate", "absent"} {
+		if _, err := archiveDate(context.Background(), srv.URL+"/debian", suite); err == nil {
+			t.Errorf("archiveDate(%s) succeeded", suite)
 		}
 	}
 }

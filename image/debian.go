@@ -177,7 +177,10 @@ func archiveDate(ctx context.Context, mirror, release string) (time.Time, error)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("image: %s: %w", u, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// No keep-alive: nothing of this request outlives it (goleak).
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("image: %w", err)
 	}
