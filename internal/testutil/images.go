@@ -64,7 +64,9 @@ func DebianImage(tb testing.TB) *image.Stored {
 		start := time.Now()
 		debianImage.img, debianImage.err = st.Build(context.Background(), image.BuildSpec{
 			AgentPath: agent,
-			Progress:  func(step string) { tb.Logf("testutil: building the Debian image: %s (%v)", step, time.Since(start).Round(time.Second)) },
+			Progress: func(step string) {
+				tb.Logf("testutil: building the Debian image: %s (%v)", step, time.Since(start).Round(time.Second))
+			},
 		})
 		debianImage.took = time.Since(start)
 	})
