@@ -2,6 +2,7 @@ package image_test
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -57,6 +58,44 @@ func TestDebianImage(t *testing.T) {
 		t.Errorf("apt lists left in the image:\n%s", lists)
 	}
 	t.Logf("default image: Debian %s from %s (archive %s), %d bytes", img.Release, img.Mirror, img.ArchiveDate, img.SizeBytes)
+
+	t.Run("runs", func(t *testing.T) { runInImage(t, img.RootFS) })
+}
+
+// runInImage mounts the root file system read-only (a loop device, in a
+// private mount and pid namespace that dies with the command) and runs
+// python3, node, npm, git, pip and bash in it with chroot.
+func runInImage(t *testing.T, rootfs string) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (mount -o loop) to run programs of the image")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare not found: apt-get install util-linux")
+	}
+	mnt := t.TempDir()
+	const script = `set -e
+mount -o ro,loop "$1" "$2"
+mount -t proc proc "$2/proc"
+mount --rbind /dev "$2/dev"
+chroot "$2" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root /bin/bash -c '
+python3 -c "import sys, venv, ssl; print(\"python\", sys.version_info[0])"
+node -e "console.log(\"node\", typeof process.versions.node)"
+npm --version >/dev/null && echo npm ok
+git --version | cut -d" " -f1-2
+pip3 --version >/dev/null && echo pip ok
+echo bash $BASH_VERSINFO
+id user
+'`
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", script, "sh", rootfs, mnt).CombinedOutput()
+	if err != nil {
+		t.Fatalf("running in the image: %v\n%s", err, out)
+	}
+	for _, want := range []string{"python 3\n", "node string\n", "npm ok\n", "git version\n", "pip ok\n", "bash 5\n", "uid=1000(user) gid=1000(user)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	t.Logf("in the image:\n%s", out)
 }
 
 // containsWord reports whether debugfs ls output lists name.
