@@ -233,6 +233,11 @@ func TestStoreFromTar(t *testing.T) {
 			}
 		}
 	}
+	if fsck, err := findSbinTool("e2fsck"); err == nil {
+		if out, err := exec.Command(fsck, "-fn", img.RootFS).CombinedOutput(); err != nil {
+			t.Errorf("e2fsck -fn: %v\n%s", err, out)
+		}
+	}
 	if out := debugfs(t, img.RootFS, "ls /dev"); strings.Contains(out, "null") {
 		t.Errorf("device node extracted:\n%s", out)
 	}
