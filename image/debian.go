@@ -41,7 +41,9 @@ const fixedSourceDateEpoch = 1700000000
 // userHook adds the unprivileged user (uid and gid 1000, home /home/user,
 // shell /bin/bash) by appending to the account files, which is
 // deterministic (useradd records today's date), and removes what would
-// differ between two builds.
+// differ between two builds or hosts: logs, caches, apt lists, the
+// machine id and the host's /etc/resolv.conf, which mmdebstrap copies in
+// (the guest's network setup writes its own).
 const userHook = `set -e
 r="$1"
 echo 'user:x:1000:1000:user:/home/user:/bin/bash' >>"$r/etc/passwd"
@@ -56,6 +58,7 @@ printf 'petty\n' >"$r/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tpetty\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$r/etc/hosts"
 rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/ldconfig/aux-cache "$r"/var/cache/debconf/*-old "$r"/var/lib/dpkg/*-old
 rm -f "$r"/var/log/dpkg.log "$r"/var/log/alternatives.log "$r"/var/log/apt/* "$r/etc/machine-id"
+rm -f "$r/etc/resolv.conf"
 `
 
 // mmdebstrapArgs returns mmdebstrap's command line writing a tar of the
