@@ -139,7 +139,7 @@ func makeExt4(ctx context.Context, tools ext4Tools, dst string, st *staged, key 
 
 	var script strings.Builder
 	fmt.Fprintf(&script, "set_inode_field / ctime @%d\nset_inode_field / atime @%d\n", epoch, epoch)
-	asRoot := os.Geteuid() == 0
+	asRoot := geteuid() == 0
 	for _, p := range paths {
 		t, ok := st.times[p]
 		if !ok {

@@ -532,3 +532,29 @@ func TestStoreConcurrentAndReplace(t *testing.T) {
 		t.Errorf("store holds %v after the replacement, want only same", got)
 	}
 }
+
+// TestStoreFromTarUnprivileged builds as an unprivileged user would: no
+// chown while extracting; debugfs gives every inode the tarball's owner.
+func TestStoreFromTarUnprivileged(t *testing.T) {
+	s := newTestStore(t)
+	setVar(t, &geteuid, func() int { return 1000 })
+	img, err := s.Build(context.Background(), BuildSpec{Name: "unpriv", FromTar: writeTar(t, busyboxMembers(t), ""), AgentPath: standinAgent(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/home/user":                          "User:  1000   Group:  1000",
+		"/bin/busybox":                        "User:     0   Group:     0",
+		"/" + agentRootFSPath:                 "User:     0   Group:     0",
+		"\"/home/user/notes with space.txt\"": "User:  1000   Group:  1000",
+	} {
+		if out := debugfs(t, img.RootFS, "stat "+path); !strings.Contains(out, want) {
+			t.Errorf("%s: no %q in\n%s", path, want, out)
+		}
+	}
+	if fsck, err := findSbinTool("e2fsck"); err == nil {
+		if out, err := exec.Command(fsck, "-fn", img.RootFS).CombinedOutput(); err != nil {
+			t.Errorf("e2fsck -fn: %v\n%s", err, out)
+		}
+	}
+}

@@ -28,6 +28,9 @@ var ErrNotTar = errors.New("image: not a tar archive")
 // (a regular executable file, after symbolic links inside it).
 var ErrNoShell = errors.New("image: the root file system has no /bin/sh")
 
+// geteuid is os.Geteuid; tests make a root build take the unprivileged path.
+var geteuid = os.Geteuid
+
 // owner is a staged file's owner as the tarball records it.
 type owner struct{ uid, gid int }
 
@@ -96,7 +99,7 @@ func extractTar(ctx context.Context, r io.Reader, dir string, clamp int64) (*sta
 	}
 	defer root.Close()
 	st := &staged{dir: dir, owners: map[string]owner{}, times: map[string]int64{}}
-	asRoot := os.Geteuid() == 0
+	asRoot := geteuid() == 0
 	type dirMode struct {
 		p    string
 		mode fs.FileMode
