@@ -20,8 +20,8 @@ const formatVersion = "petty-image-v3"
 type module struct {
 	relPath string   // as in modules.dep, compression suffix included
 	when    []string // modules.load conditions (see moduleWant.device)
-	data    []byte   // decompressed ELF
-	sum     string   // sha256 of the file as found on the host
+	raw     []byte   // the file as found on the host, maybe compressed
+	sum     string   // sha256 of raw
 }
 
 // inputs are everything an image is built from, read once.
@@ -132,12 +132,10 @@ func readModules(dir, release string, wants []moduleWant) ([]module, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image: kernel module: %w", err)
 		}
-		data, err := decompressModule(p, raw)
-		if err != nil {
-			return nil, err
-		}
+		// Decompressed only when an initramfs is written: a cache hit
+		// hashes the files and no more.
 		sum := sha256.Sum256(raw)
-		mods = append(mods, module{relPath: p, when: conds[p], data: data, sum: hex.EncodeToString(sum[:])})
+		mods = append(mods, module{relPath: p, when: conds[p], raw: raw, sum: hex.EncodeToString(sum[:])})
 	}
 	return mods, nil
 }
