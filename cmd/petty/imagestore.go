@@ -50,9 +50,29 @@ func buildStoreImage(ctx context.Context, st *image.Store, spec image.BuildSpec,
 	return res, nil
 }
 
-// defaultPackagesText lists image.DefaultPackages for help texts.
+// defaultPackagesText lists image.DefaultPackages for help texts, in
+// lines of at most 80 columns.
 func defaultPackagesText() string {
-	return strings.Join(image.DefaultPackages, ", ")
+	var b strings.Builder
+	col := 0
+	for i, p := range image.DefaultPackages {
+		w := p
+		if i < len(image.DefaultPackages)-1 {
+			w += ","
+		}
+		switch {
+		case i == 0:
+		case col+1+len(w) > 80:
+			b.WriteByte('\n')
+			col = 0
+		default:
+			b.WriteByte(' ')
+			col++
+		}
+		b.WriteString(w)
+		col += len(w)
+	}
+	return b.String()
 }
 
 func (a *app) imageLsCommand() *cobra.Command {
