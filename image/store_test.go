@@ -269,20 +269,28 @@ func TestStoreFromTar(t *testing.T) {
 		t.Error("initramfs has no /init")
 	}
 
-	// A second build of the same inputs is a cache hit, fast.
-	steps = nil
-	start := time.Now()
-	again, err := s.Build(context.Background(), spec)
-	took := time.Since(start)
-	if err != nil {
-		t.Fatal(err)
+	// A second build of the same inputs is a cache hit, under a second.
+	// On a loaded machine the scheduler alone can take that long: the best
+	// of three tries counts (a hit does ~40 ms of work here).
+	var took []time.Duration
+	for len(took) < 3 && (len(took) == 0 || slices.Min(took) > time.Second) {
+		steps = nil
+		start := time.Now()
+		again, err := s.Build(context.Background(), spec)
+		took = append(took, time.Since(start))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !again.Cached || again.Key != m.Key {
+			t.Fatalf("second build: cached %v, same key %v; want a cache hit", again.Cached, again.Key == m.Key)
+		}
+		if steps[len(steps)-1] != "cached" {
+			t.Errorf("steps of a hit: %v", steps)
+		}
 	}
 	t.Logf("cache hit took %v", took)
-	if !again.Cached || again.Key != m.Key || took > time.Second {
-		t.Errorf("second build: cached %v key %v, took %v; want a hit under 1s", again.Cached, again.Key == m.Key, took)
-	}
-	if steps[len(steps)-1] != "cached" {
-		t.Errorf("steps of a hit: %v", steps)
+	if slices.Min(took) > time.Second {
+		t.Errorf("cache hits took %v; want under 1s", took)
 	}
 
 	// List, Get, Remove.
