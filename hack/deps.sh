@@ -6,6 +6,10 @@
 set -euo pipefail
 
 pkgs=(qemu-system-x86 busybox-static e2fsprogs iproute2 util-linux linux-image-cloud-amd64 ca-certificates)
+# The Debian images of `petty image build` (image.Store): mmdebstrap (run as root,
+# --mode=root; as another user it needs uidmap and /etc/subuid for --mode=unshare)
+# and the archive's keys.
+pkgs+=(mmdebstrap debian-archive-keyring)
 # The kernel compiled from source (image.Options.KernelSource, petty image build
 # --kernel-source): the source tarball and what tinyconfig + microvm.config needs
 # (no libssl-dev or cpio: no modules, no module signing, no in-kernel headers).

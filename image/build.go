@@ -62,6 +62,10 @@ type Options struct {
 	Progress func(step string)
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+
+	// rootModules adds rootModules to the initramfs (Store.Build of an
+	// image with a root file system).
+	rootModules bool
 }
 
 // Image is a built guest image: paths inside the cache directory. The

@@ -11,6 +11,35 @@
 // deterministic and stored in a content-addressed cache, so the same inputs
 // always give byte-identical files and a second Build is a cache hit.
 //
+// # Image store
+//
+// A [Store] keeps named images, one directory each (see [Manifest]):
+// manifest.json, vmlinux, initrd.cpio and, but for the minimal image,
+// rootfs.ext4, the base root file system every VM boots read-only
+// (all files 0444). [Store.Build] builds an image in a temporary directory
+// inside the store and renames it into place, so a failed build leaves the
+// store unchanged, and returns at once when the image was built from the
+// same inputs. Images are:
+//
+//   - Debian ([DefaultImage] and --packages images): [DefaultPackages] plus
+//     extra packages from the release and mirror of the host's apt sources
+//     ([HostDebianSource]), installed by mmdebstrap (variant apt, no
+//     recommends, no documentation, apt lists removed) with a user "user"
+//     (uid and gid 1000, home /home/user, shell /bin/bash) beside root.
+//     SOURCE_DATE_EPOCH is the archive's Release date, so the same archive
+//     state gives the same image; the archive is only asked for its state
+//     with BuildSpec.Refresh. The mmdebstrap tarball is kept beside the image
+//     so a rebuild for a new agent or kernel does not install again.
+//   - tarballs (BuildSpec.FromTar): a root file system tarball with /bin/sh,
+//     plain or gzip, xz or zstd compressed, extracted through an os.Root.
+//   - [MinimalImage]: the busybox initramfs of [Build], no root file system.
+//
+// Every root file system gets the agent at /usr/local/sbin/petty-agent and
+// is written by mkfs.ext4 -d with no journal, a UUID and hash seed derived
+// from the inputs and fixed times, so identical inputs give identical
+// bytes. The initramfs of an image with a root file system also holds the
+// ext4 and overlay modules (when not built in), loaded with virtio_blk.
+//
 // # Guest contract
 //
 // The initramfs's /init is the petty-agent itself (a symlink to

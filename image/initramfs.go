@@ -103,7 +103,11 @@ func initramfsTree(in *inputs) (*tree, error) {
 	var load strings.Builder
 	for _, m := range in.modules {
 		p := path.Join(guestModulesRoot, in.release, plainModulePath(m.relPath))
-		if err := t.file(p, 0o644, m.data); err != nil {
+		data, err := decompressModule(m.relPath, m.raw)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.file(p, 0o644, data); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(&load, "%s /%s\n", strings.Join(m.when, ","), p)

@@ -20,8 +20,8 @@ const formatVersion = "petty-image-v3"
 type module struct {
 	relPath string   // as in modules.dep, compression suffix included
 	when    []string // modules.load conditions (see moduleWant.device)
-	data    []byte   // decompressed ELF
-	sum     string   // sha256 of the file as found on the host
+	raw     []byte   // the file as found on the host, maybe compressed
+	sum     string   // sha256 of raw
 }
 
 // inputs are everything an image is built from, read once.
@@ -61,7 +61,7 @@ func resolveInputs(o *Options) (*inputs, error) {
 	}
 	if o.KernelSource {
 		in.release = vmlinuxRelease(in.kernel) // built with CONFIG_MODULES off: no modules
-	} else if in.modules, err = readModules(o.ModulesDir, in.release); err != nil {
+	} else if in.modules, err = readModules(o.ModulesDir, in.release, o.wantModules()); err != nil {
 		return nil, err
 	}
 
@@ -112,8 +112,8 @@ func resolveInputs(o *Options) (*inputs, error) {
 	return in, nil
 }
 
-// readModules resolves guestModules in dir's modules.dep and reads them.
-func readModules(dir, release string) ([]module, error) {
+// readModules resolves wants in dir's modules.dep and reads them.
+func readModules(dir, release string, wants []moduleWant) ([]module, error) {
 	db, err := loadModuleDB(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -121,23 +121,21 @@ func readModules(dir, release string) ([]module, error) {
 		}
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	paths, err := db.resolve(guestModules)
+	paths, err := db.resolve(wants)
 	if err != nil {
 		return nil, err
 	}
-	conds := db.conditions(guestModules)
+	conds := db.conditions(wants)
 	mods := make([]module, 0, len(paths))
 	for _, p := range paths {
 		raw, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
 		if err != nil {
 			return nil, fmt.Errorf("image: kernel module: %w", err)
 		}
-		data, err := decompressModule(p, raw)
-		if err != nil {
-			return nil, err
-		}
+		// Decompressed only when an initramfs is written: a cache hit
+		// hashes the files and no more.
 		sum := sha256.Sum256(raw)
-		mods = append(mods, module{relPath: p, when: conds[p], data: data, sum: hex.EncodeToString(sum[:])})
+		mods = append(mods, module{relPath: p, when: conds[p], raw: raw, sum: hex.EncodeToString(sum[:])})
 	}
 	return mods, nil
 }

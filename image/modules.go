@@ -62,6 +62,35 @@ var guestModules = []moduleWant{
 	{name: "vmw_vsock_virtio_transport", device: virtioVsock},
 }
 
+// rootModules are the modules a store image with a root file system adds
+// to guestModules: the read-only ext4 base and the overlay that makes it
+// writable (ext4's own dependencies, jbd2, mbcache, crc16 and crc32c,
+// follow from modules.dep; Debian's cloud kernel has ext4 built in). They
+// load when the machine has a virtio block device.
+var rootModules = []moduleWant{
+	{name: "ext4", device: virtioBlock},
+	{name: "overlay", device: virtioBlock},
+}
+
+// wantModules returns the modules the initramfs of o holds.
+func (o *Options) wantModules() []moduleWant {
+	if !o.rootModules {
+		return guestModules
+	}
+	// guestModules lists the root modules as optional (a kernel without
+	// them still boots initramfs-only); a store image with a root file
+	// system requires them.
+	want := slices.Clone(guestModules)
+	for _, r := range rootModules {
+		if i := slices.IndexFunc(want, func(m moduleWant) bool { return m.name == r.name }); i >= 0 {
+			want[i] = r
+		} else {
+			want = append(want, r)
+		}
+	}
+	return want
+}
+
 // moduleDB is a kernel's modules.dep and modules.builtin.
 type moduleDB struct {
 	paths   map[string]string   // module name -> path relative to the modules dir

@@ -76,7 +76,8 @@ func storeImage(ctx context.Context, name string, prog *progress, log *slog.Logg
 	st, err := s.Get(name)
 	var nie *image.NoImageError
 	if errors.As(err, &nie) && name == image.DefaultImage {
-		st, err = buildStoreImage(ctx, s, name, prog, log)
+		prog.step("building image %s (once; later runs reuse it)", name)
+		st, err = buildStoreImage(ctx, s, image.BuildSpec{Name: name}, prog, log)
 	} else if errors.As(err, &nie) {
 		have := "none"
 		if len(nie.Have) > 0 {
@@ -88,27 +89,6 @@ func storeImage(ctx context.Context, name string, prog *progress, log *slog.Logg
 		return guestImage{}, err
 	}
 	return guestImage{kernel: st.Kernel, initrd: st.Initrd, base: st.RootFS}, nil
-}
-
-// buildStoreImage builds the image name into s (the first use of the
-// default image), showing its steps.
-func buildStoreImage(ctx context.Context, s *image.Store, name string, prog *progress, log *slog.Logger) (*image.Stored, error) {
-	agentPath, err := findAgent()
-	if err != nil {
-		return nil, err
-	}
-	prog.step("building image %s (once; later runs reuse it)", name)
-	st, err := s.Build(ctx, image.BuildSpec{
-		Name:      name,
-		AgentPath: agentPath,
-		Progress:  func(step string) { prog.step("building image %s: %s", name, step) },
-		Logger:    log,
-	})
-	prog.done()
-	if err != nil {
-		return nil, fmt.Errorf("building the %s image: %w", name, err)
-	}
-	return st, nil
 }
 
 // addOverlayRoot attaches img's base read-only as the root drive and a new

@@ -62,7 +62,7 @@ func newQEMUHarness(t *testing.T) *harness {
 	// to get here builds the image into it.
 	h.env = append(h.env, "XDG_CACHE_HOME="+filepath.Join(filepath.Dir(agent), "xdg-cache"))
 	qemuCache.once.Do(func() {
-		c, stdout, stderr := h.command(nil, "image", "build")
+		c, stdout, stderr := h.command(nil, "image", "build", "--minimal")
 		qemuCache.err = c.Run()
 		qemuCache.out = stdout.String() + stderr.String()
 	})
@@ -271,7 +271,7 @@ func TestQEMUDetachCycle(t *testing.T) {
 	}
 }
 
-// TestQEMUImageBuild builds the default guest image into a fresh cache and
+// TestQEMUImageBuild builds the minimal guest image into a fresh cache and
 // then finds it there.
 func TestQEMUImageBuild(t *testing.T) {
 	h := newQEMUHarness(t)
@@ -294,7 +294,7 @@ func TestQEMUImageBuild(t *testing.T) {
 		}
 		return got
 	}
-	res := h.run(nil, "-v", "image", "build", "--cache", cache)
+	res := h.run(nil, "-v", "image", "build", "--minimal", "--cache", cache)
 	if res.code != 0 {
 		t.Fatalf("image build: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 	}
@@ -303,7 +303,7 @@ func TestQEMUImageBuild(t *testing.T) {
 		t.Errorf("first build into an empty cache reports a cache hit:\n%s", res.stderr)
 	}
 
-	res = h.run(nil, "-v", "image", "build", "--cache", cache)
+	res = h.run(nil, "-v", "image", "build", "--minimal", "--cache", cache)
 	if res.code != 0 {
 		t.Fatalf("second image build: code %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 	}
