@@ -417,8 +417,11 @@ func TestSuccessPath(t *testing.T) {
 	a.ok("PATCH", "/network-interfaces/eth0", `{"iface_id":"eth0","rx_rate_limiter":{"ops":{"size":10,"refill_time":1000}}}`)
 	a.ok("PUT", "/actions", `{"action_type":"FlushMetrics"}`)
 
-	if out := p.stdout.String(); !strings.Contains(out, "Linux version") || !strings.Contains(out, "fake guest: booted") {
-		t.Errorf("serial console: %q", out)
+	// The console crosses a pipe: wait for it rather than read it at once.
+	if !p.stdout.waitUntil(func(out string) bool {
+		return strings.Contains(out, "Linux version") && strings.Contains(out, "fake guest: booted")
+	}, p.done, 10*time.Second) {
+		t.Errorf("serial console: %q", p.stdout.String())
 	}
 	if b, _ := os.ReadFile(metricsPath); !strings.Contains(string(b), "utc_timestamp_ms") {
 		t.Errorf("metrics file: %q", b)
