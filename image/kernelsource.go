@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pettyvm/petty/internal/fsutil"
 )
 
 // microvmFragment is the kernel config fragment merged over `make
@@ -368,7 +370,7 @@ func compileKernel(ctx context.Context, log *slog.Logger, progress func(string),
 		return "", fmt.Errorf("image: kernel source: %w", err)
 	}
 	for name, from := range map[string]string{vmlinuxName: "vmlinux", sourceKernelConfigName: ".config"} {
-		if err := copyFile(filepath.Join(src, from), filepath.Join(out, name)); err != nil {
+		if err := fsutil.CopyNew(filepath.Join(out, name), filepath.Join(src, from), 0o644); err != nil {
 			return "", fmt.Errorf("image: kernel source: %w", err)
 		}
 	}
@@ -473,26 +475,6 @@ func (l *lineLogger) line(s string) {
 		l.tail = append(l.tail[:0], l.tail[1:]...)
 	}
 	l.tail = append(l.tail, s)
-}
-
-// copyFile copies the regular file src to a new file dst.
-func copyFile(src, dst string) (retErr error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := out.Close(); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
-	_, err = io.Copy(out, in)
-	return err
 }
 
 // vmlinuxRelease returns the release ("6.1.158") in an ELF vmlinux's

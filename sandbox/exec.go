@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,7 +78,7 @@ func (s *Sandbox) Exec(ctx context.Context, o ExecOptions) (ExitStatus, error) {
 		return ExitStatus{}, fmt.Errorf("%w: running as user %q", ErrUnsupported, o.User)
 	}
 	for _, kv := range o.Env {
-		if k, _, ok := stringsCut(kv); !ok || k == "" {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return ExitStatus{}, &InvalidError{Field: "env", Problem: fmt.Sprintf("%q is not KEY=value", kv)}
 		}
 	}

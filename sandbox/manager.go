@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pettyvm/petty/image"
+	"github.com/pettyvm/petty/internal/fsutil"
 	"github.com/pettyvm/petty/vm"
 )
 
@@ -116,7 +118,7 @@ func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr 
 		return nil, &InvalidError{Field: "timeout", Problem: fmt.Sprintf("%v is over the maximum of %v", opts.Timeout, m.cfg.MaxTimeout)}
 	}
 	for _, kv := range opts.Env {
-		if k, _, ok := stringsCut(kv); !ok || k == "" {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return nil, &InvalidError{Field: "env", Problem: fmt.Sprintf("%q is not KEY=value", kv)}
 		}
 	}
@@ -164,7 +166,7 @@ func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr 
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 		disk := filepath.Join(workDir, "rootfs.img")
-		if err := copyFile(disk, img.RootFS); err != nil {
+		if err := fsutil.CopyNew(disk, img.RootFS, 0o600); err != nil {
 			_ = os.RemoveAll(workDir)
 			return nil, fmt.Errorf("sandbox: copying the root file system: %w", err)
 		}
@@ -253,7 +255,7 @@ func (m *Manager) List(labels map[string]string) []*Sandbox {
 		if c := a.created.Compare(b.created); c != 0 {
 			return c
 		}
-		return compareStrings(a.id, b.id)
+		return strings.Compare(a.id, b.id)
 	})
 	return out
 }
