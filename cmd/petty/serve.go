@@ -19,6 +19,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
+	"github.com/pettyvm/petty/e2bserver"
 	"github.com/pettyvm/petty/internal/privdir"
 	"github.com/pettyvm/petty/sandbox"
 )
@@ -44,9 +45,12 @@ func (a *app) serveCommand() *cobra.Command {
 		Use:   "serve [flags]",
 		Short: "Serve sandboxes over MCP on HTTP (streamable HTTP at /mcp)",
 		Long: `petty serve serves sandboxes over MCP's streamable HTTP transport at /mcp, with
-/healthz and Prometheus metrics at /metrics. Every request needs the bearer token
-from $PETTY_TOKEN or --token-file; with neither, petty generates one into a 0600
-file and logs its path (and then listens on loopback only). --listen unix://PATH
+/healthz and Prometheus metrics at /metrics, and E2B's API on the same listener
+(E2B_API_URL=E2B_SANDBOX_URL=http://ADDR, E2B_API_KEY=the token). Every request
+needs the bearer token from $PETTY_TOKEN or --token-file (E2B's calls carry it as
+X-API-Key, or a sandbox's access token); with neither, petty generates one
+(e2b_ and 40 hex digits) into a 0600 file and logs its path (and then listens on
+loopback only). --listen unix://PATH
 listens on a 0600 unix socket. SIGTERM stops accepting, destroys every sandbox
 and exits 0.`,
 		Args: noArgs,
@@ -79,9 +83,11 @@ func (a *app) serveToken(tokenFile string) (string, bool, string, error) {
 	if err := privdir.Ensure(root); err != nil {
 		return "", false, "", fmt.Errorf("the directory of the generated token: %w", err)
 	}
-	var b [32]byte
+	// "e2b_" + 40 hex digits: also a key E2B's SDKs accept as E2B_API_KEY
+	// (Python's checks ^e2b_[0-9a-f]+$).
+	var b [20]byte
 	_, _ = rand.Read(b[:])
-	t := hex.EncodeToString(b[:])
+	t := "e2b_" + hex.EncodeToString(b[:])
 	path := filepath.Join(root, "serve-token")
 	_ = os.Remove(path)
 	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
@@ -149,6 +155,18 @@ func requireToken(token string, next http.Handler) http.Handler {
 	})
 }
 
+// withE2B routes the requests of E2B's API (which authenticate with their
+// own headers) to e2b, the others to next.
+func withE2B(e2b http.Handler, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e2bserver.Match(r) {
+			e2b.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func (a *app) serve(f *sandboxFlags, listen, tokenFile string) (retErr error) {
 	ctx, stop := serveSignals()
 	defer stop()
@@ -186,14 +204,15 @@ func (a *app) serve(f *sandboxFlags, listen, tokenFile string) (retErr error) {
 		&mcp.StreamableHTTPOptions{Logger: log, MaxRequestBodyBytes: maxMCPBody, SessionTimeout: time.Hour}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("/metrics", metrics)
-	hs := &http.Server{Handler: requireToken(token, mux), ReadHeaderTimeout: 10 * time.Second}
+	e2b := e2bserver.New(mgr, e2bserver.Options{APIKey: token, Templates: []string{sandbox.DefaultImageName}, Logger: log})
+	hs := &http.Server{Handler: withE2B(e2b, requireToken(token, mux)), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(l) }()
 	where := "http://" + l.Addr().String()
 	if l.Addr().Network() == "unix" {
 		where = "unix://" + l.Addr().String()
 	}
-	fmt.Fprintf(a.stderr, "petty serve: listening on %s (MCP at /mcp, /healthz, /metrics)\n", where)
+	fmt.Fprintf(a.stderr, "petty serve: listening on %s (MCP at /mcp, E2B's API, /healthz, /metrics)\n", where)
 	log.Info("serving", "addr", where)
 
 	select {
