@@ -3,6 +3,7 @@ package e2bserver_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -172,7 +173,7 @@ func (i interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) con
 
 // basic is E2B's Authorization header for user.
 func basic(user string) string {
-	return "Basic " + base64Std(user+":")
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"))
 }
 
 // clients returns the Connect clients of sb (JSON codec when json), as root.
