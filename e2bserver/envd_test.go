@@ -10,8 +10,8 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -160,7 +160,6 @@ func TestFiles(t *testing.T) {
 		}
 	}
 }
-
 
 func TestFilesystem(t *testing.T) {
 	e := newEnv(t, sandbox.Config{})
