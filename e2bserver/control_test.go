@@ -208,6 +208,10 @@ func TestListPaging(t *testing.T) {
 	if len(got) != 1 || got[0]["sandboxID"] != ids[1] {
 		t.Errorf("metadata filter: %v", got)
 	}
+	e.do("GET", "/v2/sandboxes?metadata="+url.QueryEscape("gr%6Fup=g&n="+url.PathEscape("b")), nil, &got)
+	if len(got) != 1 || got[0]["sandboxID"] != ids[1] {
+		t.Errorf("metadata filter: %v", got)
+	}
 	var raw json.RawMessage
 	e.do("GET", "/v2/sandboxes?state=paused", nil, &raw)
 	if strings.TrimSpace(string(raw)) != "[]" {

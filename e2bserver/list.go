@@ -2,6 +2,7 @@ package e2bserver
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -59,7 +60,7 @@ func (c cursor) isBefore(in sandbox.Info) bool {
 
 // list answers GET /sandboxes and GET /v2/sandboxes: a bare JSON array of
 // the running sandboxes, oldest first, matching the metadata query
-// ("k=v&k2=v2", URL-encoded) and states; limit and nextToken page it, the
+// ("k=v&k2=v2" of URL-encoded keys and values, URL-encoded) and states; limit and nextToken page it, the
 // X-Next-Token header naming the next page when there is one.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -70,9 +71,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid metadata query: %v", err))
 			return
 		}
+		// The pairs' keys and values are URL-encoded once more.
 		labels = map[string]string{}
 		for k, v := range vals {
-			labels[k] = v[len(v)-1]
+			dk, err1 := url.PathUnescape(k)
+			dv, err2 := url.PathUnescape(v[len(v)-1])
+			if err := errors.Join(err1, err2); err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid metadata query: %v", err))
+				return
+			}
+			labels[dk] = dv
 		}
 	}
 	if st := q.Get("state"); st != "" {
