@@ -10,6 +10,8 @@ pkgs=(qemu-system-x86 busybox-static e2fsprogs iproute2 util-linux linux-image-c
 # --mode=root; as another user it needs uidmap and /etc/subuid for --mode=unshare)
 # and the archive's keys.
 pkgs+=(mmdebstrap debian-archive-keyring)
+# E2B's JS SDK in e2bserver's end-to-end test (npm ci in e2bserver/testdata/js).
+pkgs+=(nodejs npm)
 # The kernel compiled from source (image.Options.KernelSource, petty image build
 # --kernel-source): the source tarball and what tinyconfig + microvm.config needs
 # (no libssl-dev or cpio: no modules, no module signing, no in-kernel headers).

@@ -19,6 +19,9 @@ echo "== go vet"
 go vet ./...
 (cd bench && go vet ./...)
 
+echo "== npm ci: E2B's JS SDK, pinned, for e2bserver's end-to-end test"
+(cd e2bserver/testdata/js && npm ci --no-audit --no-fund)
+
 echo "== go test -race"
 go test -race -count=1 -timeout 40m ./... 2>&1 | tee /tmp/petty-test.log
 
