@@ -1,8 +1,12 @@
 package guest
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +19,7 @@ const (
 	defaultKillGrace = 2 * time.Second
 	// groupPoll is how often terminate looks whether the group is empty:
 	// the kernel gives no event for the last member of a group exiting.
-	groupPoll = 10 * time.Millisecond
+	groupPoll = 20 * time.Millisecond
 	// killedWait bounds the wait, after SIGKILL, for the group's members
 	// to be gone.
 	killedWait = time.Second
@@ -49,10 +53,55 @@ func (p *process) signalGroupLate(sig unix.Signal) {
 	_ = unix.Kill(-p.pid, sig)
 }
 
-// groupAlive reports whether any process of p's group is left (a zombie not
-// yet reaped counts).
+// groupAlive reports whether any process of p's group is left that is not
+// a zombie (a zombie orphan waits for its reaper, which outside a guest is
+// not the agent and may take its time).
 func (p *process) groupAlive() bool {
-	return !errors.Is(unix.Kill(-p.pid, 0), unix.ESRCH)
+	if errors.Is(unix.Kill(-p.pid, 0), unix.ESRCH) {
+		return false
+	}
+	return groupHasLiveMember("/proc", p.pid)
+}
+
+// groupHasLiveMember reports whether a process of process group pgid that
+// is not a zombie is listed in procDir; true when procDir cannot be read.
+func groupHasLiveMember(procDir string, pgid int) bool {
+	ents, err := os.ReadDir(procDir)
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile(procDir + "/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		state, pg, ok := parseStat(b)
+		if ok && pg == pgid && state != 'Z' && state != 'X' {
+			return true
+		}
+	}
+	return false
+}
+
+// parseStat returns the state and process group of a /proc/PID/stat line.
+func parseStat(b []byte) (state byte, pgrp int, ok bool) {
+	// "pid (comm) state ppid pgrp ...": comm may hold spaces and ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 3 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	pg, err := strconv.Atoi(f[2])
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], pg, true
 }
 
 // waitGroupGone waits up to d, or until ctx ends, for p's group to be

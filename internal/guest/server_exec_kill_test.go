@@ -178,3 +178,22 @@ func (w *readyWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+func TestParseStat(t *testing.T) {
+	for _, tt := range []struct {
+		line  string
+		state byte
+		pgrp  int
+		ok    bool
+	}{
+		{"42 (sleep) S 1 40 40 0 -1", 'S', 40, true},
+		{"42 (a b) c) Z 1 41 41 0", 'Z', 41, true},
+		{"42 (x", 0, 0, false},
+		{"42 (x) S 1", 0, 0, false},
+	} {
+		state, pgrp, ok := parseStat([]byte(tt.line))
+		if state != tt.state || pgrp != tt.pgrp || ok != tt.ok {
+			t.Errorf("parseStat(%q) = %c %d %v", tt.line, state, pgrp, ok)
+		}
+	}
+}
