@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pettyvm/petty/agent/agentpb"
@@ -38,12 +39,18 @@ type Cmd struct {
 	// Stdout and Stderr receive the command's output while it runs; nil
 	// discards it.
 	Stdout, Stderr io.Writer
-	// Timeout, if positive, makes the agent kill the process group after it;
-	// the result is then an *ExitError with TimedOut set.
+	// Timeout, if positive, makes the agent terminate the process group
+	// after it (SIGTERM, then SIGKILL after KillGrace) and report the exit
+	// once the group is gone; the result is then an *ExitError with
+	// TimedOut set.
 	Timeout time.Duration
 	// MaxOutput, if positive, caps stdout and stderr together; the rest is
 	// dropped and reported with ExitError.Truncated.
 	MaxOutput int64
+	// KillGrace is how long a command whose Timeout expired has between
+	// SIGTERM and SIGKILL to its process group (members that outlived the
+	// leader included); 0 means the agent's default, 2 s.
+	KillGrace time.Duration
 }
 
 // Exec runs cmd in the guest and waits for it. It returns nil if the command
@@ -55,99 +62,180 @@ type Cmd struct {
 // reading). An agent that sends more output than the host granted credits
 // for overflows the call's buffer and fails it with ErrProtocol.
 func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
-	if len(cmd.Args) == 0 {
-		return errors.New("agent: exec: empty Args")
-	}
-	stream, err := openStream[*agentpb.ExecInput, agentpb.ExecOutput](ctx, c.w, wire.MethodExec)
+	p, err := c.Start(ctx, cmd)
 	if err != nil {
 		return err
 	}
-	var sendMu sync.Mutex
-	send := func(m *agentpb.ExecInput) error {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return stream.Send(m)
+	return p.Wait()
+}
+
+// Process is a command started by Start. Wait must be called to collect its
+// output and exit status; Signal may be called concurrently with Wait.
+type Process struct {
+	ctx    context.Context
+	stream *clientStream[*agentpb.ExecInput, agentpb.ExecOutput, *agentpb.ExecOutput]
+	cmd    *Cmd
+	sendMu sync.Mutex
+	done   chan struct{} // closed when Wait returns: stops stdin forwarding
+
+	pid            int64
+	started        bool
+	exit           *agentpb.ExecExit
+	stdinCredits   *wire.Window
+	ack            *wire.Acker
+	stdout, stderr io.Writer
+	writeErr       error
+	waited         bool
+}
+
+// Start starts cmd in the guest and returns once the agent reports it
+// running (or failing to start, as Exec would). ctx bounds the command, as
+// in Exec: when it ends the agent kills the process group and Wait returns
+// ctx.Err().
+func (c *Client) Start(ctx context.Context, cmd *Cmd) (*Process, error) {
+	if len(cmd.Args) == 0 {
+		return nil, errors.New("agent: exec: empty Args")
 	}
-	var exit *agentpb.ExecExit
-	done := make(chan struct{})
-	defer func() {
-		close(done)
-		sendMu.Lock()
-		stream.release(exit != nil)
-		sendMu.Unlock()
-	}()
-	if err := send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Start{Start: &agentpb.ExecStart{
-		Args:      cmd.Args,
-		Env:       cmd.Env,
-		Dir:       cmd.Dir,
-		Stdin:     cmd.Stdin != nil,
-		TimeoutNs: int64(cmd.Timeout),
-		MaxOutput: cmd.MaxOutput,
-		User:      cmd.User,
+	stream, err := openStream[*agentpb.ExecInput, agentpb.ExecOutput](ctx, c.w, wire.MethodExec)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{ctx: ctx, stream: stream, cmd: cmd, done: make(chan struct{}),
+		stdinCredits: wire.NewWindow(wire.InputWindow),
+		// Output is acknowledged once consumed: the agent cannot have
+		// more than OutputWindow messages that the host has not consumed,
+		// and one that sends more overflows the stream's inbox
+		// (ErrProtocol).
+		ack: wire.NewAcker(wire.OutputWindow / 4), stdout: cmd.Stdout, stderr: cmd.Stderr}
+	if p.stdout == nil {
+		p.stdout = io.Discard
+	}
+	if p.stderr == nil {
+		p.stderr = io.Discard
+	}
+	if err := p.send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Start{Start: &agentpb.ExecStart{
+		Args:        cmd.Args,
+		Env:         cmd.Env,
+		Dir:         cmd.Dir,
+		Stdin:       cmd.Stdin != nil,
+		TimeoutNs:   int64(cmd.Timeout),
+		MaxOutput:   cmd.MaxOutput,
+		User:        cmd.User,
+		KillGraceNs: int64(cmd.KillGrace),
 	}}}); err != nil {
-		return err
+		p.finish()
+		return nil, err
 	}
-
-	stdinCredits := wire.NewWindow(wire.InputWindow)
-	started := false
-	stdout, stderr := cmd.Stdout, cmd.Stderr
-	if stdout == nil {
-		stdout = io.Discard
-	}
-	if stderr == nil {
-		stderr = io.Discard
-	}
-	var writeErr error
-	// Output is acknowledged once consumed: the agent cannot have more
-	// than OutputWindow messages that the host has not consumed, and one
-	// that sends more overflows the stream's inbox (ErrProtocol).
-	ack := wire.NewAcker(wire.OutputWindow / 4)
-	consumed := func(w io.Writer, b []byte) {
-		if writeErr == nil {
-			if _, err := w.Write(b); err != nil {
-				writeErr = err
-				send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Kill{Kill: true}})
-			}
-		}
-		if n := ack.Consumed(); n > 0 {
-			send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Credit{Credit: uint32(n)}})
+	for !p.started && p.exit == nil {
+		if err := p.recv(); err != nil {
+			p.finish()
+			return nil, err
 		}
 	}
+	return p, nil
+}
 
-	for exit == nil {
-		out, err := stream.Recv()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("agent: exec: stream ended without an exit status: %w", io.ErrUnexpectedEOF)
-			}
+// PID returns the command's process id in the guest (0 if the agent
+// reported its exit before its start).
+func (p *Process) PID() int64 { return p.pid }
+
+// Signal sends sig to the command's process group in the guest while its
+// leader runs; the agent ignores it afterwards.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if sig <= 0 {
+		return fmt.Errorf("agent: exec: invalid signal %d", int(sig))
+	}
+	return p.send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Signal{Signal: int32(sig)}})
+}
+
+// Kill sends SIGKILL to the command's process group while its leader runs.
+func (p *Process) Kill() error {
+	return p.send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Kill{Kill: true}})
+}
+
+// Wait streams the command's output to its writers until it exits and
+// returns what Exec would. It may be called once.
+func (p *Process) Wait() error {
+	if p.waited {
+		return errors.New("agent: exec: Wait called twice")
+	}
+	p.waited = true
+	defer p.finish()
+	for p.exit == nil {
+		if err := p.recv(); err != nil {
 			return err
 		}
-		switch m := out.Msg.(type) {
-		case *agentpb.ExecOutput_StartedPid:
-			if !started && cmd.Stdin != nil {
-				go forwardClientStdin(cmd.Stdin, stdinCredits, send, done)
-			}
-			started = true
-		case *agentpb.ExecOutput_Stdout:
-			consumed(stdout, m.Stdout)
-		case *agentpb.ExecOutput_Stderr:
-			consumed(stderr, m.Stderr)
-		case *agentpb.ExecOutput_Credit:
-			stdinCredits.Grant(int(m.Credit))
-		case *agentpb.ExecOutput_Exit:
-			exit = m.Exit
-		}
 	}
-	if writeErr != nil {
-		return fmt.Errorf("agent: exec: writing output: %w", writeErr)
+	if p.writeErr != nil {
+		return fmt.Errorf("agent: exec: writing output: %w", p.writeErr)
 	}
+	exit := p.exit
 	if exit.Code == 0 && exit.Signal == "" && !exit.Truncated && !exit.TimedOut {
 		return nil
 	}
 	return &ExitError{Code: int(exit.Code), Signal: exit.Signal, Truncated: exit.Truncated, TimedOut: exit.TimedOut}
+}
+
+// send sends one message on the stream; it is safe for concurrent use.
+func (p *Process) send(m *agentpb.ExecInput) error {
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	return p.stream.Send(m)
+}
+
+// finish ends the call on the host (see clientStream.release).
+func (p *Process) finish() {
+	close(p.done)
+	p.sendMu.Lock()
+	p.stream.release(p.exit != nil)
+	p.sendMu.Unlock()
+}
+
+// recv handles the next message from the agent.
+func (p *Process) recv() error {
+	out, err := p.stream.Recv()
+	if err != nil {
+		if p.ctx.Err() != nil {
+			return p.ctx.Err()
+		}
+		if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("agent: exec: stream ended without an exit status: %w", io.ErrUnexpectedEOF)
+		}
+		return err
+	}
+	switch m := out.Msg.(type) {
+	case *agentpb.ExecOutput_StartedPid:
+		if !p.started {
+			p.pid = m.StartedPid
+			if p.cmd.Stdin != nil {
+				go forwardClientStdin(p.cmd.Stdin, p.stdinCredits, p.send, p.done)
+			}
+		}
+		p.started = true
+	case *agentpb.ExecOutput_Stdout:
+		p.consumed(p.stdout, m.Stdout)
+	case *agentpb.ExecOutput_Stderr:
+		p.consumed(p.stderr, m.Stderr)
+	case *agentpb.ExecOutput_Credit:
+		p.stdinCredits.Grant(int(m.Credit))
+	case *agentpb.ExecOutput_Exit:
+		p.exit = m.Exit
+	}
+	return nil
+}
+
+// consumed writes output to w and acknowledges it; a failed write kills
+// the command.
+func (p *Process) consumed(w io.Writer, b []byte) {
+	if p.writeErr == nil {
+		if _, err := w.Write(b); err != nil {
+			p.writeErr = err
+			p.send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Kill{Kill: true}})
+		}
+	}
+	if n := p.ack.Consumed(); n > 0 {
+		p.send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Credit{Credit: uint32(n)}})
+	}
 }
 
 // forwardClientStdin streams r to the agent, one credit per chunk, then

@@ -7,17 +7,23 @@
 // reads, writes, lists, stats, moves and removes files.
 //
 // The exec model:
-//   - A timeout (Cmd.Timeout, enforced by the agent) kills the command's whole
-//     process group in the guest with SIGKILL; so does cancelling the call's
-//     context. (The agent has no SIGTERM grace period: processes get SIGKILL at
-//     once.)
+//   - A timeout (ExecOptions.Timeout, enforced by the agent) terminates the
+//     command's whole process group in the guest: SIGTERM, then SIGKILL after
+//     a grace (ExecOptions.KillGrace, default 2 s) to whatever is left of the
+//     group, children that outlived the leader included; the call returns
+//     once the group is gone. Cancelling the call's context kills the group
+//     with SIGKILL at once.
 //   - Output collected by Run is capped (RunOptions.MaxOutput) and the cut is
 //     reported with Result.Truncated; the agent stops sending beyond the cap.
 //   - RunCode hands code to interpreters through a file in the guest, never
 //     argv.
 //   - Calls on one Sandbox run concurrently: they share one agent connection,
 //     which multiplexes them.
+//   - Commands run as root unless ExecOptions.User (or StartOptions.User)
+//     names another user of the guest.
 //
-// The guest agent has no notion of users: ExecOptions.User is refused with
-// ErrUnsupported unless empty or "root".
+// Background processes (Start) keep their output in bounded buffers
+// (Process), take signals to their process group (Signal, Kill), may have a
+// standard input (StartOptions.Stdin, WriteStdin, CloseStdin), and have
+// their live output followed (Follow) by any number of bounded followers.
 package sandbox

@@ -16,8 +16,7 @@ var (
 	ErrLimit = errors.New("sandbox: limit reached")
 	// ErrInvalid is matched (errors.Is) by every *InvalidError.
 	ErrInvalid = errors.New("sandbox: invalid argument")
-	// ErrUnsupported is returned for a feature the guest agent lacks
-	// (running as another user, say).
+	// ErrUnsupported is returned for a feature the guest agent lacks.
 	ErrUnsupported = errors.New("sandbox: not supported by the guest agent")
 	// ErrTooLarge is returned by ReadFile for a file over the caller's limit.
 	ErrTooLarge = errors.New("sandbox: file too large")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,26 +17,27 @@ import (
 // DefaultMaxOutput is Run's output cap when RunOptions.MaxOutput is zero.
 const DefaultMaxOutput = 1 << 20
 
-// basePath is the PATH of commands given an environment without one.
-const basePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // ExecOptions describe a command to run in the guest.
 type ExecOptions struct {
 	// Args is the command and its arguments (never a shell string).
 	Args []string
 	// Env ("KEY=value") is added to the sandbox's environment.
 	Env []string
-	// Dir is the working directory; "" is the agent's.
+	// Dir is the working directory; "" is the user's home in a guest.
 	Dir string
-	// User must be "" or "root": the guest agent runs every command as
-	// itself (root).
+	// User runs the command as this user of the guest (a name or a numeric
+	// uid); "" is the agent's own, root.
 	User string
 	// Stdin, if set, is streamed to the command's standard input.
 	Stdin io.Reader
 	// Stdout and Stderr receive the output as it comes; nil discards it.
 	Stdout, Stderr io.Writer
-	// Timeout, if positive, kills the command's process group after it.
+	// Timeout, if positive, terminates the command's process group after
+	// it: SIGTERM, then SIGKILL after KillGrace to what is left of it.
 	Timeout time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL when Timeout
+	// expires; 0 is the agent's default (2 s).
+	KillGrace time.Duration
 	// MaxOutput, if positive, caps stdout and stderr together.
 	MaxOutput int64
 }
@@ -46,7 +48,7 @@ type ExitStatus struct {
 	ExitCode int
 	// Signal names the signal that killed it, if any.
 	Signal string
-	// TimedOut reports that the timeout killed its process group.
+	// TimedOut reports that the timeout terminated its process group.
 	TimedOut bool
 	// Truncated reports that output beyond the cap was dropped.
 	Truncated bool
@@ -54,39 +56,41 @@ type ExitStatus struct {
 	Duration time.Duration
 }
 
-// env returns the environment of a command: nil (the agent's) when neither
-// the sandbox nor the call sets any, else a PATH, the sandbox's and extra.
+// environ returns the environment a command adds to the agent's default
+// (which has PATH, HOME, USER and LANG for the command's user): the
+// sandbox's, then extra.
 func (s *Sandbox) environ(extra []string) []string {
 	if len(s.env) == 0 && len(extra) == 0 {
 		return nil
 	}
-	env := append([]string{basePath, "HOME=/root"}, s.env...)
-	return append(env, extra...)
+	return slices.Concat(s.env, extra)
 }
 
-// Exec runs a command, streaming its output, and returns how it ended. A
-// non-zero exit is not an error. When ctx ends the command's process group
-// is killed and ctx's error returned.
-func (s *Sandbox) Exec(ctx context.Context, o ExecOptions) (ExitStatus, error) {
+// agentCmd checks o and turns it into the agent's command.
+func (s *Sandbox) agentCmd(o ExecOptions) (*agent.Cmd, error) {
 	if err := s.alive(); err != nil {
-		return ExitStatus{}, err
+		return nil, err
 	}
 	if len(o.Args) == 0 || o.Args[0] == "" {
-		return ExitStatus{}, &InvalidError{Field: "command", Problem: "empty"}
-	}
-	if o.User != "" && o.User != "root" {
-		return ExitStatus{}, fmt.Errorf("%w: running as user %q", ErrUnsupported, o.User)
+		return nil, &InvalidError{Field: "command", Problem: "empty"}
 	}
 	for _, kv := range o.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return ExitStatus{}, &InvalidError{Field: "env", Problem: fmt.Sprintf("%q is not KEY=value", kv)}
+			return nil, &InvalidError{Field: "env", Problem: fmt.Sprintf("%q is not KEY=value", kv)}
 		}
 	}
-	began := time.Now()
-	err := s.client.Exec(ctx, &agent.Cmd{
-		Args: o.Args, Env: s.environ(o.Env), Dir: o.Dir, Stdin: o.Stdin,
-		Stdout: o.Stdout, Stderr: o.Stderr, Timeout: o.Timeout, MaxOutput: o.MaxOutput,
-	})
+	if o.Timeout < 0 || o.KillGrace < 0 {
+		return nil, &InvalidError{Field: "timeout", Problem: "negative"}
+	}
+	return &agent.Cmd{
+		Args: o.Args, Env: s.environ(o.Env), Dir: o.Dir, User: o.User, Stdin: o.Stdin,
+		Stdout: o.Stdout, Stderr: o.Stderr, Timeout: o.Timeout, KillGrace: o.KillGrace, MaxOutput: o.MaxOutput,
+	}, nil
+}
+
+// exitStatus turns the agent's result of a command started at began into
+// an ExitStatus; a non-zero exit is not an error.
+func (s *Sandbox) exitStatus(ctx context.Context, began time.Time, arg0 string, err error) (ExitStatus, error) {
 	st := ExitStatus{Duration: time.Since(began)}
 	if f := s.mgr.cfg.OnExec; f != nil {
 		f(st.Duration)
@@ -103,18 +107,31 @@ func (s *Sandbox) Exec(ctx context.Context, o ExecOptions) (ExitStatus, error) {
 	case s.alive() != nil:
 		return st, s.alive()
 	default:
-		return st, fmt.Errorf("sandbox %s: exec %q: %w", s.id, o.Args[0], err)
+		return st, fmt.Errorf("sandbox %s: exec %q: %w", s.id, arg0, err)
 	}
+}
+
+// Exec runs a command, streaming its output, and returns how it ended. A
+// non-zero exit is not an error. When ctx ends the command's process group
+// is killed and ctx's error returned.
+func (s *Sandbox) Exec(ctx context.Context, o ExecOptions) (ExitStatus, error) {
+	cmd, err := s.agentCmd(o)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	began := time.Now()
+	return s.exitStatus(ctx, began, o.Args[0], s.client.Exec(ctx, cmd))
 }
 
 // RunOptions describe a command whose output Run collects.
 type RunOptions struct {
-	Args    []string
-	Env     []string
-	Dir     string
-	User    string
-	Stdin   io.Reader
-	Timeout time.Duration
+	Args      []string
+	Env       []string
+	Dir       string
+	User      string
+	Stdin     io.Reader
+	Timeout   time.Duration
+	KillGrace time.Duration
 	// MaxOutput caps stdout and stderr together. Default: DefaultMaxOutput.
 	MaxOutput int64
 }
@@ -135,7 +152,7 @@ func (s *Sandbox) Run(ctx context.Context, o RunOptions) (*Result, error) {
 	budget := &capBudget{left: max}
 	stdout, stderr := &capWriter{b: budget}, &capWriter{b: budget}
 	st, err := s.Exec(ctx, ExecOptions{Args: o.Args, Env: o.Env, Dir: o.Dir, User: o.User, Stdin: o.Stdin,
-		Stdout: stdout, Stderr: stderr, Timeout: o.Timeout, MaxOutput: max})
+		Stdout: stdout, Stderr: stderr, Timeout: o.Timeout, KillGrace: o.KillGrace, MaxOutput: max})
 	if err != nil {
 		return nil, err
 	}

@@ -147,7 +147,11 @@ type ExecStart struct {
 	MaxOutput int64 `protobuf:"varint,6,opt,name=max_output,json=maxOutput,proto3" json:"max_output,omitempty"`
 	// user runs the command as this user of the guest's /etc/passwd (a name
 	// or a numeric uid); empty means the agent's own user (root in a guest).
-	User          string `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
+	User string `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
+	// kill_grace_ns is how long a command whose timeout expired has between
+	// SIGTERM and SIGKILL to its process group; 0 means the agent's default
+	// (2 s).
+	KillGraceNs   int64 `protobuf:"varint,10,opt,name=kill_grace_ns,json=killGraceNs,proto3" json:"kill_grace_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,6 +235,13 @@ func (x *ExecStart) GetUser() string {
 	return ""
 }
 
+func (x *ExecStart) GetKillGraceNs() int64 {
+	if x != nil {
+		return x.KillGraceNs
+	}
+	return 0
+}
+
 type ExecInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -240,6 +251,7 @@ type ExecInput struct {
 	//	*ExecInput_StdinClose
 	//	*ExecInput_Credit
 	//	*ExecInput_Kill
+	//	*ExecInput_Signal
 	Msg           isExecInput_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -327,6 +339,15 @@ func (x *ExecInput) GetKill() bool {
 	return false
 }
 
+func (x *ExecInput) GetSignal() int32 {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Signal); ok {
+			return x.Signal
+		}
+	}
+	return 0
+}
+
 type isExecInput_Msg interface {
 	isExecInput_Msg()
 }
@@ -352,6 +373,12 @@ type ExecInput_Kill struct {
 	Kill bool `protobuf:"varint,5,opt,name=kill,proto3,oneof"`
 }
 
+type ExecInput_Signal struct {
+	// signal sends this signal number to the command's process group
+	// while its leader runs (ignored afterwards or when out of range).
+	Signal int32 `protobuf:"varint,6,opt,name=signal,proto3,oneof"`
+}
+
 func (*ExecInput_Start) isExecInput_Msg() {}
 
 func (*ExecInput_Stdin) isExecInput_Msg() {}
@@ -361,6 +388,8 @@ func (*ExecInput_StdinClose) isExecInput_Msg() {}
 func (*ExecInput_Credit) isExecInput_Msg() {}
 
 func (*ExecInput_Kill) isExecInput_Msg() {}
+
+func (*ExecInput_Signal) isExecInput_Msg() {}
 
 type ExecExit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1322,7 +1351,7 @@ const file_agent_proto_rawDesc = "" +
 	"\fPingResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tuptime_ns\x18\x02 \x01(\x03R\buptimeNs\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\x03R\x03pid\"\xab\x01\n" +
+	"\x03pid\x18\x03 \x01(\x03R\x03pid\"\xcf\x01\n" +
 	"\tExecStart\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x02 \x03(\tR\x03env\x12\x10\n" +
@@ -1332,14 +1361,17 @@ const file_agent_proto_rawDesc = "" +
 	"timeout_ns\x18\x05 \x01(\x03R\ttimeoutNs\x12\x1d\n" +
 	"\n" +
 	"max_output\x18\x06 \x01(\x03R\tmaxOutput\x12\x12\n" +
-	"\x04user\x18\a \x01(\tR\x04user\"\xb0\x01\n" +
+	"\x04user\x18\a \x01(\tR\x04user\x12\"\n" +
+	"\rkill_grace_ns\x18\n" +
+	" \x01(\x03R\vkillGraceNs\"\xca\x01\n" +
 	"\tExecInput\x121\n" +
 	"\x05start\x18\x01 \x01(\v2\x19.petty.agent.v1.ExecStartH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12!\n" +
 	"\vstdin_close\x18\x03 \x01(\bH\x00R\n" +
 	"stdinClose\x12\x18\n" +
 	"\x06credit\x18\x04 \x01(\rH\x00R\x06credit\x12\x14\n" +
-	"\x04kill\x18\x05 \x01(\bH\x00R\x04killB\x05\n" +
+	"\x04kill\x18\x05 \x01(\bH\x00R\x04kill\x12\x18\n" +
+	"\x06signal\x18\x06 \x01(\x05H\x00R\x06signalB\x05\n" +
 	"\x03msg\"q\n" +
 	"\bExecExit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
@@ -1475,6 +1507,7 @@ func file_agent_proto_init() {
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Credit)(nil),
 		(*ExecInput_Kill)(nil),
+		(*ExecInput_Signal)(nil),
 	}
 	file_agent_proto_msgTypes[5].OneofWrappers = []any{
 		(*ExecOutput_StartedPid)(nil),

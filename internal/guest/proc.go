@@ -125,7 +125,10 @@ func (p *process) finish(ws syscall.WaitStatus) {
 }
 
 // killGroup sends SIGKILL to the process group while its leader is alive.
-func (p *process) killGroup() {
+func (p *process) killGroup() { p.signalGroup(unix.SIGKILL) }
+
+// signalGroup sends sig to the process group while its leader is alive.
+func (p *process) signalGroup(sig unix.Signal) {
 	if p.r != nil {
 		p.r.mu.Lock()
 		defer p.r.mu.Unlock()
@@ -133,6 +136,6 @@ func (p *process) killGroup() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.exited {
-		_ = unix.Kill(-p.pid, unix.SIGKILL)
+		_ = unix.Kill(-p.pid, sig)
 	}
 }

@@ -29,6 +29,8 @@ const (
 	outputGrace = 100 * time.Millisecond
 	// drainLimit bounds the final non-blocking drain of a pipe.
 	drainLimit = 1 << 20
+	// maxSignal is the highest signal number (SIGRTMAX).
+	maxSignal = 64
 )
 
 // Exec runs one command. The stream carries: start, then stdin / stdin_close
@@ -46,8 +48,8 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 	if start == nil || len(start.Args) == 0 || start.Args[0] == "" {
 		return errorf(wire.InvalidArgument, "exec: the first message must be a start with non-empty args")
 	}
-	if start.MaxOutput < 0 || start.TimeoutNs < 0 {
-		return errorf(wire.InvalidArgument, "exec: negative max_output or timeout")
+	if start.MaxOutput < 0 || start.TimeoutNs < 0 || start.KillGraceNs < 0 {
+		return errorf(wire.InvalidArgument, "exec: negative max_output, timeout or kill_grace")
 	}
 
 	cmd, err := buildCmd(start, s.srv.guest != nil)
@@ -72,19 +74,24 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel()
 	// The client going away (or this handler returning early) kills the
 	// process group; once the leader exited this is a no-op.
 	context.AfterFunc(ctx, p.killGroup)
 
-	var timedOut atomic.Bool
+	// A timeout terminates the whole group: SIGTERM, SIGKILL after the
+	// grace; the exit status is sent once the group is gone.
+	var timeout *execTimeout
 	if start.TimeoutNs > 0 {
-		t := time.AfterFunc(time.Duration(start.TimeoutNs), func() {
-			timedOut.Store(true)
-			p.killGroup()
-		})
-		defer t.Stop()
+		grace := defaultKillGrace
+		if start.KillGraceNs > 0 {
+			grace = time.Duration(start.KillGraceNs)
+		}
+		timeout = startTimeout(ctx, p, time.Duration(start.TimeoutNs), grace)
 	}
+	defer func() {
+		cancel()
+		timeout.finish()
+	}()
 
 	if err := stream.Send(&agentpb.ExecOutput{Msg: &agentpb.ExecOutput_StartedPid{StartedPid: int64(p.pid)}}); err != nil {
 		return err
@@ -135,6 +142,10 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 				credits.Grant(int(m.Credit))
 			case *agentpb.ExecInput_Kill:
 				p.killGroup()
+			case *agentpb.ExecInput_Signal:
+				if m.Signal > 0 && m.Signal <= maxSignal {
+					p.signalGroup(unix.Signal(m.Signal))
+				}
 			}
 		}
 	}()
@@ -157,6 +168,7 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 	})
 
 	<-p.done
+	timedOut := timeout.finish()
 	// Pipes normally reach EOF right away. If a background child still holds
 	// them, stop waiting after a grace period: the pumps then drain what is
 	// buffered without blocking.
@@ -177,7 +189,7 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	exit := &agentpb.ExecExit{Truncated: out.truncated(), TimedOut: timedOut.Load()}
+	exit := &agentpb.ExecExit{Truncated: out.truncated(), TimedOut: timedOut}
 	ws := p.status
 	switch {
 	case ws.Signaled():
