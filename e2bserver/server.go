@@ -121,19 +121,26 @@ func (s *Server) token(id string) string {
 	return t
 }
 
-// forget drops the tokens of sandboxes no longer alive.
+// forget drops the tokens and process tags of sandboxes no longer alive.
 func (s *Server) forget() {
 	live := map[string]bool{}
 	for _, sb := range s.mgr.List(nil) {
 		live[sb.ID()] = true
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for id := range s.tokens {
 		if !live[id] {
 			delete(s.tokens, id)
 		}
 	}
+	s.mu.Unlock()
+	s.procs.mu.Lock()
+	for k := range s.procs.tags {
+		if !live[k.sandbox] {
+			delete(s.procs.tags, k)
+		}
+	}
+	s.procs.mu.Unlock()
 }
 
 // templateOf is the template id of a sandbox's image.
