@@ -39,7 +39,7 @@ async function throws(p, cls, what) {
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-const sbx = await call(Sandbox.create({ timeoutMs: 600_000, metadata: { suite: 'e2e' } }))
+const sbx = await call(Sandbox.create({ timeoutMs: 600_000, metadata: { suite: 'e2e' }, requestTimeoutMs: 300_000 }))
 console.log(`created ${sbx.sandboxId} in ${Date.now() - began} ms`)
 
 await check('commands.run: stdout, stderr, exit code 0', async () => {
@@ -176,7 +176,7 @@ await check('wrong access token: 401 (AuthenticationError)', async () => {
 })
 
 await check('setTimeout: expiry destroys the sandbox', async () => {
-  const short = await call(Sandbox.create({ timeoutMs: 600_000 }))
+  const short = await call(Sandbox.create({ timeoutMs: 600_000, requestTimeoutMs: 300_000 }))
   await call(short.setTimeout(2000))
   const deadline = Date.now() + 30_000
   while (await call(short.isRunning())) {
