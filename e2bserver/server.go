@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/pettyvm/petty/e2b/envdpb/filesystem/filesystemconnect"
 	"github.com/pettyvm/petty/e2b/envdpb/process/processconnect"
 	"github.com/pettyvm/petty/sandbox"
@@ -20,6 +22,9 @@ import (
 // closeStdin (0.5.2) and octet-stream uploads (0.5.7) from it, and send no
 // default user (0.4.0).
 const EnvdVersion = "0.5.7"
+
+// maxRPCBody bounds a Connect request message (SendInput's data).
+const maxRPCBody = 16 << 20
 
 // DefaultTemplate is the template id that means the default image.
 const DefaultTemplate = "base"
@@ -72,8 +77,11 @@ func New(mgr *sandbox.Manager, opts Options) *Server {
 	s.envd.HandleFunc("GET /health", s.health)
 	s.envd.HandleFunc("GET /files", s.getFile)
 	s.envd.HandleFunc("POST /files", s.postFile)
-	s.envd.Handle(filesystemconnect.NewFilesystemHandler(&fsService{s: s}))
-	s.envd.Handle(processconnect.NewProcessHandler(s.procs))
+	// No compression: E2B's clients never ask for it and some do not
+	// read compressed stream messages.
+	hopts := []connect.HandlerOption{connect.WithCompression("gzip", nil, nil), connect.WithReadMaxBytes(maxRPCBody)}
+	s.envd.Handle(filesystemconnect.NewFilesystemHandler(&fsService{s: s}, hopts...))
+	s.envd.Handle(processconnect.NewProcessHandler(s.procs, hopts...))
 	return s
 }
 
