@@ -45,7 +45,7 @@ func TestKillProcessSignal(t *testing.T) {
 	var pid struct {
 		PID int `json:"pid"`
 	}
-	call(t, cs, "start_process", map[string]any{"sandbox_id": id, "command": `trap 'echo term; exit 4' TERM; echo ready; sleep 60 & wait`}, &pid)
+	call(t, cs, "start_process", map[string]any{"sandbox_id": id, "command": `trap 'echo term; exit 4' TERM; sleep 60 & echo ready; wait`}, &pid)
 	pollProcess(t, cs, id, pid.PID, func(po processOut) bool { return po.Stdout == "ready\n" })
 	call(t, cs, "kill_process", map[string]any{"sandbox_id": id, "pid": pid.PID, "signal": "TERM"}, nil)
 	po := pollProcess(t, cs, id, pid.PID, func(po processOut) bool { return !po.Running })
