@@ -28,7 +28,7 @@ type CommandInput struct {
 	Env     map[string]string `json:"env,omitempty" jsonschema:"extra environment variables"`
 	Stdin   string            `json:"stdin,omitempty" jsonschema:"text fed to the command's standard input"`
 	// TimeoutS and TimeoutSeconds are aliases.
-	TimeoutS       int    `json:"timeout_s,omitempty" jsonschema:"kill the command's process group after this many seconds (default 300)"`
+	TimeoutS       int    `json:"timeout_s,omitempty" jsonschema:"after this many seconds (default 300) the command's process group gets SIGTERM, and SIGKILL 2 s later"`
 	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"alias of timeout_s"`
 	Background     bool   `json:"background,omitempty" jsonschema:"start it in the background and return its pid (see get_process_output, kill_process)"`
 	User           string `json:"user,omitempty" jsonschema:"run as this user of the sandbox (default root)"`
@@ -42,7 +42,7 @@ type CodeInput struct {
 	Env            map[string]string `json:"env,omitempty"`
 	Cwd            string            `json:"cwd,omitempty"`
 	Stdin          string            `json:"stdin,omitempty"`
-	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"kill the program's process group after this many seconds (default 300)"`
+	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"after this many seconds (default 300) the program's process group gets SIGTERM, and SIGKILL 2 s later"`
 	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"alias of timeout_s"`
 	User           string            `json:"user,omitempty" jsonschema:"run as this user of the sandbox (default root)"`
 }

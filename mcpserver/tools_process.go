@@ -20,7 +20,7 @@ type StartInput struct {
 	Cmd            string            `json:"cmd,omitempty" jsonschema:"a shell command line, run with sh -c (instead of command)"`
 	Cwd            string            `json:"cwd,omitempty"`
 	Env            map[string]string `json:"env,omitempty"`
-	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"kill it after this many seconds (default: lives as long as the sandbox)"`
+	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"terminate its process group after this many seconds (SIGTERM, SIGKILL 2 s later; default: it lives as long as the sandbox)"`
 	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"alias of timeout_s"`
 	User           string            `json:"user,omitempty" jsonschema:"run as this user of the sandbox (default root)"`
 }
