@@ -29,10 +29,13 @@ type Server struct {
 	log  *slog.Logger
 	tick time.Duration
 	mcp  *mcp.Server
+	sess sessions
 }
 
 // New returns an MCP server whose tools drive mgr. The caller owns mgr
-// (and closes it when the sessions end).
+// (and closes it when the sessions end). A sandbox lives as long as the
+// session that created it: when the session ends (the client closes it,
+// an HTTP session is deleted or expires), its sandboxes are destroyed.
 func New(mgr *sandbox.Manager, opts Options) *Server {
 	if opts.Name == "" {
 		opts.Name = "petty"
@@ -46,7 +49,8 @@ func New(mgr *sandbox.Manager, opts Options) *Server {
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 5 * time.Second
 	}
-	s := &Server{mgr: mgr, log: opts.Logger, tick: opts.ProgressInterval}
+	s := &Server{mgr: mgr, log: opts.Logger, tick: opts.ProgressInterval,
+		sess: sessions{owned: map[*mcp.ServerSession]*owned{}}}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: opts.Name, Version: opts.Version}, &mcp.ServerOptions{
 		Logger:       opts.Logger,
 		Instructions: "petty runs commands and code in throwaway microVM sandboxes: create_sandbox, then run_command/execute_code and the file tools; destroy_sandbox when done (sandboxes also expire).",

@@ -28,9 +28,10 @@ type CommandInput struct {
 	Env     map[string]string `json:"env,omitempty" jsonschema:"extra environment variables"`
 	Stdin   string            `json:"stdin,omitempty" jsonschema:"text fed to the command's standard input"`
 	// TimeoutS and TimeoutSeconds are aliases.
-	TimeoutS       int  `json:"timeout_s,omitempty" jsonschema:"kill the command's process group after this many seconds (default 300)"`
-	TimeoutSeconds int  `json:"timeout_seconds,omitempty" jsonschema:"alias of timeout_s"`
-	Background     bool `json:"background,omitempty" jsonschema:"start it in the background and return its pid (see get_process_output, kill_process)"`
+	TimeoutS       int    `json:"timeout_s,omitempty" jsonschema:"after this many seconds (default 300) the command's process group gets SIGTERM, and SIGKILL 2 s later"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"alias of timeout_s"`
+	Background     bool   `json:"background,omitempty" jsonschema:"start it in the background and return its pid (see get_process_output, kill_process)"`
+	User           string `json:"user,omitempty" jsonschema:"run as this user of the sandbox (default root)"`
 }
 
 // CodeInput are execute_code's (and run_code's) arguments.
@@ -41,8 +42,9 @@ type CodeInput struct {
 	Env            map[string]string `json:"env,omitempty"`
 	Cwd            string            `json:"cwd,omitempty"`
 	Stdin          string            `json:"stdin,omitempty"`
-	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"kill the program's process group after this many seconds (default 300)"`
+	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"after this many seconds (default 300) the program's process group gets SIGTERM, and SIGKILL 2 s later"`
 	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"alias of timeout_s"`
+	User           string            `json:"user,omitempty" jsonschema:"run as this user of the sandbox (default root)"`
 }
 
 // ExecOutput is the result of a command: exit_code, stdout, stderr,
@@ -169,9 +171,9 @@ func (s *Server) runCommand(ctx context.Context, req *mcp.CallToolRequest, in Co
 		if secs == 0 {
 			secs = in.TimeoutSeconds
 		}
-		pid, err := sb.Start(ctx, sandbox.StartOptions{Args: args, Env: env, Dir: in.Cwd, Timeout: time.Duration(secs) * time.Second})
+		pid, err := sb.Start(ctx, sandbox.StartOptions{Args: args, Env: env, Dir: in.Cwd, User: in.User, Timeout: time.Duration(secs) * time.Second})
 		if err != nil {
-			return nil, ExecOutput{}, err
+			return nil, ExecOutput{}, runErr(args, in.Cwd, err)
 		}
 		return nil, ExecOutput{PID: &pid}, nil
 	}
@@ -180,7 +182,7 @@ func (s *Server) runCommand(ctx context.Context, req *mcp.CallToolRequest, in Co
 		stdin = strings.NewReader(in.Stdin)
 	}
 	stop := newProgress(req).ticking(ctx, s.tick, "running")
-	res, err := sb.Run(ctx, sandbox.RunOptions{Args: args, Env: env, Dir: in.Cwd, Stdin: stdin, Timeout: to, MaxOutput: MaxRawOutput})
+	res, err := sb.Run(ctx, sandbox.RunOptions{Args: args, Env: env, Dir: in.Cwd, User: in.User, Stdin: stdin, Timeout: to, MaxOutput: MaxRawOutput})
 	stop()
 	if err != nil {
 		return nil, ExecOutput{}, runErr(args, in.Cwd, err)
@@ -206,7 +208,7 @@ func (s *Server) executeCode(ctx context.Context, req *mcp.CallToolRequest, in C
 		stdin = strings.NewReader(in.Stdin)
 	}
 	stop := newProgress(req).ticking(ctx, s.tick, "running")
-	res, err := sb.RunCode(ctx, in.Language, in.Code, sandbox.RunOptions{Env: env, Dir: in.Cwd, Stdin: stdin, Timeout: to, MaxOutput: MaxRawOutput})
+	res, err := sb.RunCode(ctx, in.Language, in.Code, sandbox.RunOptions{Env: env, Dir: in.Cwd, User: in.User, Stdin: stdin, Timeout: to, MaxOutput: MaxRawOutput})
 	stop()
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ExecOutput{}, fmt.Errorf("no interpreter for %s in this sandbox's image: %w", in.Language, err)

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -19,8 +20,9 @@ type StartInput struct {
 	Cmd            string            `json:"cmd,omitempty" jsonschema:"a shell command line, run with sh -c (instead of command)"`
 	Cwd            string            `json:"cwd,omitempty"`
 	Env            map[string]string `json:"env,omitempty"`
-	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"kill it after this many seconds (default: lives as long as the sandbox)"`
+	TimeoutS       int               `json:"timeout_s,omitempty" jsonschema:"terminate its process group after this many seconds (SIGTERM, SIGKILL 2 s later; default: it lives as long as the sandbox)"`
 	TimeoutSeconds int               `json:"timeout_seconds,omitempty" jsonschema:"alias of timeout_s"`
+	User           string            `json:"user,omitempty" jsonschema:"run as this user of the sandbox (default root)"`
 }
 
 // PIDOutput is {pid}.
@@ -38,7 +40,7 @@ type ProcessInput struct {
 type KillInput struct {
 	SandboxID string `json:"sandbox_id"`
 	PID       int    `json:"pid"`
-	Signal    string `json:"signal,omitempty" jsonschema:"accepted for compatibility: the process group always gets SIGKILL"`
+	Signal    string `json:"signal,omitempty" jsonschema:"the signal sent to the process group: a name (SIGTERM, TERM) or a number; default SIGKILL"`
 }
 
 // ProcessOutput is get_process_output's result.
@@ -74,9 +76,9 @@ func (s *Server) startProcess(ctx context.Context, _ *mcp.CallToolRequest, in St
 	if secs < 0 {
 		return nil, PIDOutput{}, errors.New("timeout_s must be positive")
 	}
-	pid, err := sb.Start(ctx, sandbox.StartOptions{Args: args, Env: env, Dir: in.Cwd, Timeout: time.Duration(secs) * time.Second})
+	pid, err := sb.Start(ctx, sandbox.StartOptions{Args: args, Env: env, Dir: in.Cwd, User: in.User, Timeout: time.Duration(secs) * time.Second})
 	if err != nil {
-		return nil, PIDOutput{}, err
+		return nil, PIDOutput{}, runErr(args, in.Cwd, err)
 	}
 	return nil, PIDOutput{PID: pid}, nil
 }
@@ -120,17 +122,25 @@ func (s *Server) killProcess(ctx context.Context, _ *mcp.CallToolRequest, in Kil
 	if err != nil {
 		return nil, SuccessOutput{}, err
 	}
-	switch strings.TrimPrefix(strings.ToUpper(in.Signal), "SIG") {
-	case "", "KILL", "9", "TERM", "15", "INT", "2", "HUP", "1", "QUIT", "3":
-	default:
-		return nil, SuccessOutput{}, fmt.Errorf("signal %q: want SIGKILL or SIGTERM (the process group gets SIGKILL)", in.Signal)
+	sig, err := sandbox.ParseSignal(in.Signal)
+	if err != nil {
+		return nil, SuccessOutput{}, fmt.Errorf("signal %q: want a name like SIGTERM or a number (default SIGKILL)", in.Signal)
 	}
-	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := sb.Kill(kctx, in.PID); err != nil {
-		if errors.Is(err, sandbox.ErrNoProcess) {
-			return nil, SuccessOutput{}, fmt.Errorf("no process %d in sandbox %s", in.PID, in.SandboxID)
-		}
+	if sig == syscall.SIGKILL {
+		// SIGKILL waits for the end, so that get_process_output then
+		// reports it.
+		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		err = sb.Kill(kctx, in.PID)
+	} else {
+		err = sb.Signal(ctx, in.PID, sig)
+	}
+	switch {
+	case errors.Is(err, sandbox.ErrNoProcess):
+		return nil, SuccessOutput{}, fmt.Errorf("no process %d in sandbox %s", in.PID, in.SandboxID)
+	case errors.Is(err, os.ErrProcessDone):
+		return nil, SuccessOutput{}, fmt.Errorf("process %d has already ended (get_process_output has its exit code)", in.PID)
+	case err != nil:
 		return nil, SuccessOutput{}, err
 	}
 	return nil, SuccessOutput{Success: true}, nil

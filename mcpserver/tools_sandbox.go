@@ -94,6 +94,9 @@ func (s *Server) createSandbox(ctx context.Context, req *mcp.CallToolRequest, in
 	if err != nil {
 		return nil, SandboxInfo{}, err
 	}
+	if req != nil {
+		s.own(req.Session, sb.ID())
+	}
 	return nil, info(sb), nil
 }
 
@@ -104,6 +107,7 @@ func (s *Server) destroySandbox(ctx context.Context, _ *mcp.CallToolRequest, in 
 	if err := s.mgr.Destroy(context.WithoutCancel(ctx), in.SandboxID); err != nil {
 		return nil, SuccessOutput{}, err
 	}
+	s.disown(in.SandboxID)
 	return nil, SuccessOutput{Success: true}, nil
 }
 

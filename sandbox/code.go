@@ -30,7 +30,8 @@ const CodeDir = "/tmp/petty-code"
 
 // RunCode runs code in language's interpreter: the code goes to a file in
 // the guest (never argv), which the interpreter runs and which is removed
-// afterwards. o.Args is ignored.
+// afterwards. o.Args is ignored; o.User may name another user (the file is
+// then readable by all).
 func (s *Sandbox) RunCode(ctx context.Context, language, code string, o RunOptions) (*Result, error) {
 	in, ok := interpreters[language]
 	if !ok {
@@ -39,7 +40,11 @@ func (s *Sandbox) RunCode(ctx context.Context, language, code string, o RunOptio
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	path := CodeDir + "/" + hex.EncodeToString(b[:]) + in.suffix
-	if err := s.WriteFile(ctx, path, []byte(code), 0o600); err != nil {
+	perm := fs.FileMode(0o600)
+	if o.User != "" && o.User != "root" && o.User != "0" {
+		perm = 0o644 // the file is root's; the user must read it
+	}
+	if err := s.WriteFile(ctx, path, []byte(code), perm); err != nil {
 		return nil, err
 	}
 	defer func() {

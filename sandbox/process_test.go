@@ -64,7 +64,7 @@ func TestSignalProcess(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	pid, err := s.Start(ctx, sandbox.StartOptions{
-		Args: []string{"sh", "-c", `trap 'echo usr1 >&2; exit 5' USR1; echo $$ $FOO; sleep 100 & wait`},
+		Args: []string{"sh", "-c", `trap 'echo usr1 >&2; exit 5' USR1; sleep 100 & echo $$ $FOO; wait`},
 		Env:  []string{"FOO=bar"}, Dir: dir,
 	})
 	if err != nil {

@@ -129,7 +129,7 @@ func TestExecSignal(t *testing.T) {
 		wantSignal string
 		wantOut    string
 	}{
-		{name: "trapped", script: `trap 'echo usr1; exit 7' USR1; echo ready; sleep 100 & wait`, sig: syscall.SIGUSR1, wantCode: 7, wantOut: "ready\nusr1\n"},
+		{name: "trapped", script: `trap 'echo usr1; exit 7' USR1; sleep 100 & echo ready; wait`, sig: syscall.SIGUSR1, wantCode: 7, wantOut: "ready\nusr1\n"},
 		{name: "default action", script: `echo ready; exec sleep 100`, sig: syscall.SIGTERM, wantCode: -1, wantSignal: "SIGTERM", wantOut: "ready\n"},
 		{name: "kill", script: `trap '' TERM INT; echo ready; sleep 100`, sig: syscall.SIGKILL, wantCode: -1, wantSignal: "SIGKILL", wantOut: "ready\n"},
 	}
