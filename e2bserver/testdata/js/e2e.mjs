@@ -112,6 +112,15 @@ await check('commands: background, list, connect, kill', async () => {
   const again = await call(sbx.commands.connect(h.pid))
   eq(again.pid, h.pid, 'connect')
   eq(await call(sbx.commands.kill(h.pid)), true, 'kill')
+  // The end event must come at once; if not, say what the guest runs.
+  let timer
+  const late = new Promise((resolve) => { timer = setTimeout(resolve, 20_000, 'late') })
+  const first = await Promise.race([h.wait().then(() => 'ended', () => 'ended'), late])
+  clearTimeout(timer)
+  if (first === 'late') {
+    const ps = await sbx.commands.run('ps -eo pid,pgid,stat,user,args', { user: 'root' })
+    throw new Error(`no end event 20 s after kill; processes listed: ${JSON.stringify(await sbx.commands.list())}; ps:\n${ps.stdout}`)
+  }
   const err = await throws(call(h.wait()), CommandExitError, 'wait after kill')
   assert(err.exitCode !== 0, `exit code ${err.exitCode}`)
   eq(await call(sbx.commands.kill(h.pid)), false, 'kill of an ended process')
