@@ -42,14 +42,23 @@ type processService struct {
 	mu sync.Mutex
 	// tags maps a sandbox id and a process tag to the sandbox's pid.
 	tags map[tagKey]int
+	// pids maps a sandbox id and a guest pid to the sandbox's pid, for the
+	// processes Start started (others are looked up in the sandbox's
+	// table, which costs a copy of every process's buffered output).
+	pids map[pidKey]int
 }
 
 type tagKey struct{ sandbox, tag string }
 
+type pidKey struct {
+	sandbox string
+	guest   uint32
+}
+
 var _ processconnect.ProcessHandler = (*processService)(nil)
 
 func newProcessService(s *Server) *processService {
-	return &processService{s: s, tags: map[tagKey]int{}}
+	return &processService{s: s, tags: map[tagKey]int{}, pids: map[pidKey]int{}}
 }
 
 // guestPID is the pid E2B's clients see: the process's pid in the guest.
@@ -60,6 +69,12 @@ func guestPID(pi sandbox.ProcessInfo) uint32 { return uint32(pi.GuestPID) }
 func (p *processService) find(sb *sandbox.Sandbox, sel *procpb.ProcessSelector) (int, error) {
 	switch s := sel.GetSelector().(type) {
 	case *procpb.ProcessSelector_Pid:
+		p.mu.Lock()
+		pid, ok := p.pids[pidKey{sb.ID(), s.Pid}]
+		p.mu.Unlock()
+		if ok {
+			return pid, nil
+		}
 		var found *sandbox.ProcessInfo
 		for _, pi := range sb.Processes() {
 			if guestPID(pi) == s.Pid && (found == nil || pi.Running) {
@@ -143,7 +158,22 @@ func (p *processService) Start(ctx context.Context, req *connect.Request[procpb.
 		p.tags[tagKey{sb.ID(), tag}] = pid
 		p.mu.Unlock()
 	}
+	key := pidKey{sandbox: sb.ID()}
+	defer func() {
+		// Once it ended (or failed to be followed) the table knows it.
+		if pi, err := sb.Process(pid); err != nil || !pi.Running {
+			p.mu.Lock()
+			delete(p.pids, key)
+			p.mu.Unlock()
+		}
+	}()
 	return p.follow(ctx, req.Header(), sb, pid, true, func(ev *procpb.ProcessEvent) error {
+		if st := ev.GetStart(); st != nil {
+			key.guest = st.GetPid()
+			p.mu.Lock()
+			p.pids[key] = pid
+			p.mu.Unlock()
+		}
 		return stream.Send(&procpb.StartResponse{Event: ev})
 	})
 }

@@ -148,6 +148,11 @@ func (s *Server) forget() {
 			delete(s.procs.tags, k)
 		}
 	}
+	for k := range s.procs.pids {
+		if !live[k.sandbox] {
+			delete(s.procs.pids, k)
+		}
+	}
 	s.procs.mu.Unlock()
 }
 
