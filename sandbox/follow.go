@@ -14,7 +14,8 @@ const FollowBuffer = 64
 type Output struct {
 	// Stderr tells which stream Data is from (stdout when false).
 	Stderr bool
-	// Data is the output, in order within its stream.
+	// Data is the output, in order within its stream. It is shared by the
+	// followers: read it, do not modify it.
 	Data []byte
 	// Dropped counts the bytes (of either stream) this follower missed just
 	// before this item because it read too slowly. The last item may carry

@@ -37,9 +37,10 @@ var errNoToken = errors.New("refusing to listen beyond loopback without a token"
 
 func (a *app) serveCommand() *cobra.Command {
 	var (
-		f         sandboxFlags
-		listen    string
-		tokenFile string
+		f              sandboxFlags
+		listen         string
+		tokenFile      string
+		sessionTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [flags]",
@@ -50,15 +51,17 @@ func (a *app) serveCommand() *cobra.Command {
 needs the bearer token from $PETTY_TOKEN or --token-file (E2B's calls carry it as
 X-API-Key, or a sandbox's access token); with neither, petty generates one
 (e2b_ and 40 hex digits) into a 0600 file and logs its path (and then listens on
-loopback only). --listen unix://PATH
-listens on a 0600 unix socket. SIGTERM stops accepting, destroys every sandbox
-and exits 0.`,
+loopback only). --listen unix://PATH listens on a 0600 unix socket. A sandbox
+created over MCP lives as long as the MCP session that created it: when the
+client ends the session, or it is idle for --session-timeout, its sandboxes are
+destroyed. SIGTERM stops accepting, destroys every sandbox and exits 0.`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return a.serve(&f, listen, tokenFile) },
+		RunE: func(cmd *cobra.Command, args []string) error { return a.serve(&f, listen, tokenFile, sessionTimeout) },
 	}
 	f.register(cmd.Flags())
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7777", "HOST:PORT, or unix://PATH")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the bearer token (default $"+tokenEnv+", else a generated one)")
+	cmd.Flags().DurationVar(&sessionTimeout, "session-timeout", time.Hour, "an MCP session idle this long ends, and its sandboxes are destroyed")
 	return cmd
 }
 
@@ -167,7 +170,10 @@ func withE2B(e2b http.Handler, next http.Handler) http.Handler {
 	})
 }
 
-func (a *app) serve(f *sandboxFlags, listen, tokenFile string) (retErr error) {
+func (a *app) serve(f *sandboxFlags, listen, tokenFile string, sessionTimeout time.Duration) (retErr error) {
+	if sessionTimeout <= 0 {
+		return usagef("--session-timeout must be positive, got %v", sessionTimeout)
+	}
 	ctx, stop := serveSignals()
 	defer stop()
 	log := a.logger()
@@ -201,7 +207,7 @@ func (a *app) serve(f *sandboxFlags, listen, tokenFile string) (retErr error) {
 	srv := a.mcpServer(mgr).MCP()
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
-		&mcp.StreamableHTTPOptions{Logger: log, MaxRequestBodyBytes: maxMCPBody, SessionTimeout: time.Hour}))
+		&mcp.StreamableHTTPOptions{Logger: log, MaxRequestBodyBytes: maxMCPBody, SessionTimeout: sessionTimeout}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("/metrics", metrics)
 	e2b := e2bserver.New(mgr, e2bserver.Options{APIKey: token, Templates: []string{sandbox.DefaultImageName}, Logger: log})

@@ -33,6 +33,12 @@ func TestQEMUServeDebian(t *testing.T) {
 	if addr == "" {
 		t.Fatalf("no address:\n%s", log)
 	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			stopServe(t, cmd)
+		}
+	}()
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}
@@ -104,7 +110,10 @@ func TestQEMUServeDebian(t *testing.T) {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && po.Stdout != "ready\n"; time.Sleep(100 * time.Millisecond) {
 		mcpCall(t, cs, "get_process_output", map[string]any{"sandbox_id": id, "pid": pid.PID}, &po)
 	}
-	mcpCall(t, cs, "kill_process", map[string]any{"sandbox_id": id, "pid": pid.PID, "signal": "TERM"}, nil)
+	var ok struct {
+		Success bool `json:"success"`
+	}
+	mcpCall(t, cs, "kill_process", map[string]any{"sandbox_id": id, "pid": pid.PID, "signal": "TERM"}, &ok)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && (po.Running || po.ExitCode == nil); time.Sleep(100 * time.Millisecond) {
 		mcpCall(t, cs, "get_process_output", map[string]any{"sandbox_id": id, "pid": pid.PID}, &po)
 	}
@@ -119,6 +128,7 @@ func TestQEMUServeDebian(t *testing.T) {
 	if len(qemuProcs(t, h.runDir)) != 1 {
 		t.Errorf("want one QEMU, got %v", qemuProcs(t, h.runDir))
 	}
+	stopped = true
 	stopServe(t, cmd) // checkClean and checkNoQEMU run at cleanup
 	if pids := qemuProcs(t, h.runDir); len(pids) > 0 {
 		t.Errorf("QEMU left after SIGTERM: %v", pids)

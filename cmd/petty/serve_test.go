@@ -227,3 +227,26 @@ func TestServeGeneratedToken(t *testing.T) {
 		t.Errorf("generated token left behind: %v", err)
 	}
 }
+
+// TestServeSessionTimeout: an HTTP session idle for --session-timeout ends,
+// and its sandboxes are destroyed with it.
+func TestServeSessionTimeout(t *testing.T) {
+	h := newHarness(t)
+	cmd, addr, log := h.startServe([]string{"PETTY_TOKEN=idle"}, "--listen", "127.0.0.1:0", "--session-timeout", "1s")
+	if addr == "" {
+		t.Fatalf("no address:\n%s", log)
+	}
+	defer stopServe(t, cmd)
+	hc := &http.Client{Transport: bearer{"idle", http.DefaultTransport}}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).
+		Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: addr + "/mcp", HTTPClient: hc}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	var created struct {
+		SandboxID string `json:"sandbox_id"`
+	}
+	mcpCall(t, cs, "create_sandbox", map[string]any{}, &created)
+	waitExit(t, h.vmmPID(created.SandboxID)) // within 10 s
+}
