@@ -44,6 +44,25 @@ type Cmd struct {
 	// MaxOutput, if positive, caps stdout and stderr together; the rest is
 	// dropped and reported with ExitError.Truncated.
 	MaxOutput int64
+	// Root runs the command chrooted in this directory of the guest (a
+	// container's root file system); Args[0] and Dir are paths inside it.
+	Root string
+	// NewNamespaces runs the command in new mount and PID namespaces.
+	NewNamespaces bool
+	// TTY gives the command a new terminal as its controlling terminal and
+	// stdio; its output arrives on Stdout.
+	TTY bool
+	// Resize, if not nil, delivers window sizes for the command's terminal
+	// (TTY) while it runs.
+	Resize <-chan WindowSize
+	// Started, if not nil, is called with the command's process id in the
+	// guest once it started.
+	Started func(pid int)
+}
+
+// WindowSize is a terminal's size in character cells.
+type WindowSize struct {
+	Rows, Cols uint32
 }
 
 // Exec runs cmd in the guest and waits for it. It returns nil if the command
@@ -77,13 +96,16 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 		sendMu.Unlock()
 	}()
 	if err := send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Start{Start: &agentpb.ExecStart{
-		Args:      cmd.Args,
-		Env:       cmd.Env,
-		Dir:       cmd.Dir,
-		Stdin:     cmd.Stdin != nil,
-		TimeoutNs: int64(cmd.Timeout),
-		MaxOutput: cmd.MaxOutput,
-		User:      cmd.User,
+		Args:          cmd.Args,
+		Env:           cmd.Env,
+		Dir:           cmd.Dir,
+		Stdin:         cmd.Stdin != nil,
+		TimeoutNs:     int64(cmd.Timeout),
+		MaxOutput:     cmd.MaxOutput,
+		User:          cmd.User,
+		Root:          cmd.Root,
+		NewNamespaces: cmd.NewNamespaces,
+		Tty:           cmd.TTY,
 	}}}); err != nil {
 		return err
 	}
@@ -129,6 +151,12 @@ func (c *Client) Exec(ctx context.Context, cmd *Cmd) error {
 		case *agentpb.ExecOutput_StartedPid:
 			if !started && cmd.Stdin != nil {
 				go forwardClientStdin(cmd.Stdin, stdinCredits, send, done)
+			}
+			if !started && cmd.Resize != nil {
+				go forwardResize(cmd.Resize, send, done)
+			}
+			if !started && cmd.Started != nil {
+				cmd.Started(int(m.StartedPid))
 			}
 			started = true
 		case *agentpb.ExecOutput_Stdout:
@@ -179,6 +207,21 @@ func forwardClientStdin(r io.Reader, credits *wire.Window, send func(*agentpb.Ex
 				send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_StdinClose{StdinClose: true}})
 			}
 			return
+		}
+	}
+}
+
+// forwardResize sends the window sizes of ch to the agent until done is
+// closed.
+func forwardResize(ch <-chan WindowSize, send func(*agentpb.ExecInput) error, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case ws := <-ch:
+			if send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Resize{Resize: &agentpb.Resize{Rows: ws.Rows, Cols: ws.Cols}}}) != nil {
+				return
+			}
 		}
 	}
 }

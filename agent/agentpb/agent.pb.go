@@ -147,7 +147,17 @@ type ExecStart struct {
 	MaxOutput int64 `protobuf:"varint,6,opt,name=max_output,json=maxOutput,proto3" json:"max_output,omitempty"`
 	// user runs the command as this user of the guest's /etc/passwd (a name
 	// or a numeric uid); empty means the agent's own user (root in a guest).
-	User          string `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
+	User string `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
+	// root is a directory of the guest the command runs chrooted in (a
+	// container's root file system); paths in args[0] and dir are inside
+	// it. Empty: the guest's own root.
+	Root string `protobuf:"bytes,8,opt,name=root,proto3" json:"root,omitempty"`
+	// new_namespaces runs the command in new mount and PID namespaces (it
+	// is PID 1 of its own PID namespace, as in a container).
+	NewNamespaces bool `protobuf:"varint,9,opt,name=new_namespaces,json=newNamespaces,proto3" json:"new_namespaces,omitempty"`
+	// tty gives the command a new pseudo-terminal as its controlling
+	// terminal and stdio; its output comes back as stdout only.
+	Tty           bool `protobuf:"varint,11,opt,name=tty,proto3" json:"tty,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,6 +241,27 @@ func (x *ExecStart) GetUser() string {
 	return ""
 }
 
+func (x *ExecStart) GetRoot() string {
+	if x != nil {
+		return x.Root
+	}
+	return ""
+}
+
+func (x *ExecStart) GetNewNamespaces() bool {
+	if x != nil {
+		return x.NewNamespaces
+	}
+	return false
+}
+
+func (x *ExecStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
 type ExecInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -240,6 +271,7 @@ type ExecInput struct {
 	//	*ExecInput_StdinClose
 	//	*ExecInput_Credit
 	//	*ExecInput_Kill
+	//	*ExecInput_Resize
 	Msg           isExecInput_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -327,6 +359,15 @@ func (x *ExecInput) GetKill() bool {
 	return false
 }
 
+func (x *ExecInput) GetResize() *Resize {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
 type isExecInput_Msg interface {
 	isExecInput_Msg()
 }
@@ -352,6 +393,11 @@ type ExecInput_Kill struct {
 	Kill bool `protobuf:"varint,5,opt,name=kill,proto3,oneof"`
 }
 
+type ExecInput_Resize struct {
+	// resize sets the window size of the command's terminal (tty).
+	Resize *Resize `protobuf:"bytes,7,opt,name=resize,proto3,oneof"`
+}
+
 func (*ExecInput_Start) isExecInput_Msg() {}
 
 func (*ExecInput_Stdin) isExecInput_Msg() {}
@@ -361,6 +407,61 @@ func (*ExecInput_StdinClose) isExecInput_Msg() {}
 func (*ExecInput_Credit) isExecInput_Msg() {}
 
 func (*ExecInput_Kill) isExecInput_Msg() {}
+
+func (*ExecInput_Resize) isExecInput_Msg() {}
+
+// Resize is a terminal's window size in character cells.
+type Resize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resize) Reset() {
+	*x = Resize{}
+	mi := &file_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resize) ProtoMessage() {}
+
+func (x *Resize) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resize.ProtoReflect.Descriptor instead.
+func (*Resize) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Resize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *Resize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
 
 type ExecExit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -374,7 +475,7 @@ type ExecExit struct {
 
 func (x *ExecExit) Reset() {
 	*x = ExecExit{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +487,7 @@ func (x *ExecExit) String() string {
 func (*ExecExit) ProtoMessage() {}
 
 func (x *ExecExit) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +500,7 @@ func (x *ExecExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
 func (*ExecExit) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExecExit) GetCode() int32 {
@@ -446,7 +547,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +559,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +572,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -574,7 +675,7 @@ type ReadFileInput struct {
 
 func (x *ReadFileInput) Reset() {
 	*x = ReadFileInput{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +687,7 @@ func (x *ReadFileInput) String() string {
 func (*ReadFileInput) ProtoMessage() {}
 
 func (x *ReadFileInput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +700,7 @@ func (x *ReadFileInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileInput.ProtoReflect.Descriptor instead.
 func (*ReadFileInput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadFileInput) GetMsg() isReadFileInput_Msg {
@@ -656,7 +757,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +769,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +782,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FileInfo) GetName() string {
@@ -733,7 +834,7 @@ type ReadFileOutput struct {
 
 func (x *ReadFileOutput) Reset() {
 	*x = ReadFileOutput{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +846,7 @@ func (x *ReadFileOutput) String() string {
 func (*ReadFileOutput) ProtoMessage() {}
 
 func (x *ReadFileOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +859,7 @@ func (x *ReadFileOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileOutput.ProtoReflect.Descriptor instead.
 func (*ReadFileOutput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadFileOutput) GetMsg() isReadFileOutput_Msg {
@@ -828,7 +929,7 @@ type WriteFileHeader struct {
 
 func (x *WriteFileHeader) Reset() {
 	*x = WriteFileHeader{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +941,7 @@ func (x *WriteFileHeader) String() string {
 func (*WriteFileHeader) ProtoMessage() {}
 
 func (x *WriteFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +954,7 @@ func (x *WriteFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileHeader.ProtoReflect.Descriptor instead.
 func (*WriteFileHeader) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WriteFileHeader) GetPath() string {
@@ -891,7 +992,7 @@ type WriteFileInput struct {
 
 func (x *WriteFileInput) Reset() {
 	*x = WriteFileInput{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1004,7 @@ func (x *WriteFileInput) String() string {
 func (*WriteFileInput) ProtoMessage() {}
 
 func (x *WriteFileInput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1017,7 @@ func (x *WriteFileInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileInput.ProtoReflect.Descriptor instead.
 func (*WriteFileInput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WriteFileInput) GetMsg() isWriteFileInput_Msg {
@@ -988,7 +1089,7 @@ type WriteFileOutput struct {
 
 func (x *WriteFileOutput) Reset() {
 	*x = WriteFileOutput{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1101,7 @@ func (x *WriteFileOutput) String() string {
 func (*WriteFileOutput) ProtoMessage() {}
 
 func (x *WriteFileOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1114,7 @@ func (x *WriteFileOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileOutput.ProtoReflect.Descriptor instead.
 func (*WriteFileOutput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WriteFileOutput) GetMsg() isWriteFileOutput_Msg {
@@ -1066,7 +1167,7 @@ type ListDirRequest struct {
 
 func (x *ListDirRequest) Reset() {
 	*x = ListDirRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1179,7 @@ func (x *ListDirRequest) String() string {
 func (*ListDirRequest) ProtoMessage() {}
 
 func (x *ListDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1192,7 @@ func (x *ListDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDirRequest.ProtoReflect.Descriptor instead.
 func (*ListDirRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListDirRequest) GetPath() string {
@@ -1110,7 +1211,7 @@ type ListDirResponse struct {
 
 func (x *ListDirResponse) Reset() {
 	*x = ListDirResponse{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1223,7 @@ func (x *ListDirResponse) String() string {
 func (*ListDirResponse) ProtoMessage() {}
 
 func (x *ListDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1236,7 @@ func (x *ListDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDirResponse.ProtoReflect.Descriptor instead.
 func (*ListDirResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListDirResponse) GetEntries() []*FileInfo {
@@ -1154,7 +1255,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1267,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1280,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatRequest) GetPath() string {
@@ -1198,7 +1299,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1311,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1324,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatResponse) GetInfo() *FileInfo {
@@ -1242,7 +1343,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1355,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1368,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ShutdownRequest) GetReboot() bool {
@@ -1285,7 +1386,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1398,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1411,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -1322,7 +1423,7 @@ const file_agent_proto_rawDesc = "" +
 	"\fPingResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tuptime_ns\x18\x02 \x01(\x03R\buptimeNs\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\x03R\x03pid\"\xab\x01\n" +
+	"\x03pid\x18\x03 \x01(\x03R\x03pid\"\xf8\x01\n" +
 	"\tExecStart\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x02 \x03(\tR\x03env\x12\x10\n" +
@@ -1332,15 +1433,22 @@ const file_agent_proto_rawDesc = "" +
 	"timeout_ns\x18\x05 \x01(\x03R\ttimeoutNs\x12\x1d\n" +
 	"\n" +
 	"max_output\x18\x06 \x01(\x03R\tmaxOutput\x12\x12\n" +
-	"\x04user\x18\a \x01(\tR\x04user\"\xb0\x01\n" +
+	"\x04user\x18\a \x01(\tR\x04user\x12\x12\n" +
+	"\x04root\x18\b \x01(\tR\x04root\x12%\n" +
+	"\x0enew_namespaces\x18\t \x01(\bR\rnewNamespaces\x12\x10\n" +
+	"\x03tty\x18\v \x01(\bR\x03tty\"\xe2\x01\n" +
 	"\tExecInput\x121\n" +
 	"\x05start\x18\x01 \x01(\v2\x19.petty.agent.v1.ExecStartH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12!\n" +
 	"\vstdin_close\x18\x03 \x01(\bH\x00R\n" +
 	"stdinClose\x12\x18\n" +
 	"\x06credit\x18\x04 \x01(\rH\x00R\x06credit\x12\x14\n" +
-	"\x04kill\x18\x05 \x01(\bH\x00R\x04killB\x05\n" +
-	"\x03msg\"q\n" +
+	"\x04kill\x18\x05 \x01(\bH\x00R\x04kill\x120\n" +
+	"\x06resize\x18\a \x01(\v2\x16.petty.agent.v1.ResizeH\x00R\x06resizeB\x05\n" +
+	"\x03msg\"0\n" +
+	"\x06Resize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"q\n" +
 	"\bExecExit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x1c\n" +
@@ -1415,53 +1523,55 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),      // 0: petty.agent.v1.PingRequest
 	(*PingResponse)(nil),     // 1: petty.agent.v1.PingResponse
 	(*ExecStart)(nil),        // 2: petty.agent.v1.ExecStart
 	(*ExecInput)(nil),        // 3: petty.agent.v1.ExecInput
-	(*ExecExit)(nil),         // 4: petty.agent.v1.ExecExit
-	(*ExecOutput)(nil),       // 5: petty.agent.v1.ExecOutput
-	(*ReadFileInput)(nil),    // 6: petty.agent.v1.ReadFileInput
-	(*FileInfo)(nil),         // 7: petty.agent.v1.FileInfo
-	(*ReadFileOutput)(nil),   // 8: petty.agent.v1.ReadFileOutput
-	(*WriteFileHeader)(nil),  // 9: petty.agent.v1.WriteFileHeader
-	(*WriteFileInput)(nil),   // 10: petty.agent.v1.WriteFileInput
-	(*WriteFileOutput)(nil),  // 11: petty.agent.v1.WriteFileOutput
-	(*ListDirRequest)(nil),   // 12: petty.agent.v1.ListDirRequest
-	(*ListDirResponse)(nil),  // 13: petty.agent.v1.ListDirResponse
-	(*StatRequest)(nil),      // 14: petty.agent.v1.StatRequest
-	(*StatResponse)(nil),     // 15: petty.agent.v1.StatResponse
-	(*ShutdownRequest)(nil),  // 16: petty.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil), // 17: petty.agent.v1.ShutdownResponse
+	(*Resize)(nil),           // 4: petty.agent.v1.Resize
+	(*ExecExit)(nil),         // 5: petty.agent.v1.ExecExit
+	(*ExecOutput)(nil),       // 6: petty.agent.v1.ExecOutput
+	(*ReadFileInput)(nil),    // 7: petty.agent.v1.ReadFileInput
+	(*FileInfo)(nil),         // 8: petty.agent.v1.FileInfo
+	(*ReadFileOutput)(nil),   // 9: petty.agent.v1.ReadFileOutput
+	(*WriteFileHeader)(nil),  // 10: petty.agent.v1.WriteFileHeader
+	(*WriteFileInput)(nil),   // 11: petty.agent.v1.WriteFileInput
+	(*WriteFileOutput)(nil),  // 12: petty.agent.v1.WriteFileOutput
+	(*ListDirRequest)(nil),   // 13: petty.agent.v1.ListDirRequest
+	(*ListDirResponse)(nil),  // 14: petty.agent.v1.ListDirResponse
+	(*StatRequest)(nil),      // 15: petty.agent.v1.StatRequest
+	(*StatResponse)(nil),     // 16: petty.agent.v1.StatResponse
+	(*ShutdownRequest)(nil),  // 17: petty.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil), // 18: petty.agent.v1.ShutdownResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: petty.agent.v1.ExecInput.start:type_name -> petty.agent.v1.ExecStart
-	4,  // 1: petty.agent.v1.ExecOutput.exit:type_name -> petty.agent.v1.ExecExit
-	7,  // 2: petty.agent.v1.ReadFileOutput.info:type_name -> petty.agent.v1.FileInfo
-	9,  // 3: petty.agent.v1.WriteFileInput.header:type_name -> petty.agent.v1.WriteFileHeader
-	7,  // 4: petty.agent.v1.ListDirResponse.entries:type_name -> petty.agent.v1.FileInfo
-	7,  // 5: petty.agent.v1.StatResponse.info:type_name -> petty.agent.v1.FileInfo
-	0,  // 6: petty.agent.v1.Agent.Ping:input_type -> petty.agent.v1.PingRequest
-	3,  // 7: petty.agent.v1.Agent.Exec:input_type -> petty.agent.v1.ExecInput
-	6,  // 8: petty.agent.v1.Agent.ReadFile:input_type -> petty.agent.v1.ReadFileInput
-	10, // 9: petty.agent.v1.Agent.WriteFile:input_type -> petty.agent.v1.WriteFileInput
-	12, // 10: petty.agent.v1.Agent.ListDir:input_type -> petty.agent.v1.ListDirRequest
-	14, // 11: petty.agent.v1.Agent.Stat:input_type -> petty.agent.v1.StatRequest
-	16, // 12: petty.agent.v1.Agent.Shutdown:input_type -> petty.agent.v1.ShutdownRequest
-	1,  // 13: petty.agent.v1.Agent.Ping:output_type -> petty.agent.v1.PingResponse
-	5,  // 14: petty.agent.v1.Agent.Exec:output_type -> petty.agent.v1.ExecOutput
-	8,  // 15: petty.agent.v1.Agent.ReadFile:output_type -> petty.agent.v1.ReadFileOutput
-	11, // 16: petty.agent.v1.Agent.WriteFile:output_type -> petty.agent.v1.WriteFileOutput
-	13, // 17: petty.agent.v1.Agent.ListDir:output_type -> petty.agent.v1.ListDirResponse
-	15, // 18: petty.agent.v1.Agent.Stat:output_type -> petty.agent.v1.StatResponse
-	17, // 19: petty.agent.v1.Agent.Shutdown:output_type -> petty.agent.v1.ShutdownResponse
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	4,  // 1: petty.agent.v1.ExecInput.resize:type_name -> petty.agent.v1.Resize
+	5,  // 2: petty.agent.v1.ExecOutput.exit:type_name -> petty.agent.v1.ExecExit
+	8,  // 3: petty.agent.v1.ReadFileOutput.info:type_name -> petty.agent.v1.FileInfo
+	10, // 4: petty.agent.v1.WriteFileInput.header:type_name -> petty.agent.v1.WriteFileHeader
+	8,  // 5: petty.agent.v1.ListDirResponse.entries:type_name -> petty.agent.v1.FileInfo
+	8,  // 6: petty.agent.v1.StatResponse.info:type_name -> petty.agent.v1.FileInfo
+	0,  // 7: petty.agent.v1.Agent.Ping:input_type -> petty.agent.v1.PingRequest
+	3,  // 8: petty.agent.v1.Agent.Exec:input_type -> petty.agent.v1.ExecInput
+	7,  // 9: petty.agent.v1.Agent.ReadFile:input_type -> petty.agent.v1.ReadFileInput
+	11, // 10: petty.agent.v1.Agent.WriteFile:input_type -> petty.agent.v1.WriteFileInput
+	13, // 11: petty.agent.v1.Agent.ListDir:input_type -> petty.agent.v1.ListDirRequest
+	15, // 12: petty.agent.v1.Agent.Stat:input_type -> petty.agent.v1.StatRequest
+	17, // 13: petty.agent.v1.Agent.Shutdown:input_type -> petty.agent.v1.ShutdownRequest
+	1,  // 14: petty.agent.v1.Agent.Ping:output_type -> petty.agent.v1.PingResponse
+	6,  // 15: petty.agent.v1.Agent.Exec:output_type -> petty.agent.v1.ExecOutput
+	9,  // 16: petty.agent.v1.Agent.ReadFile:output_type -> petty.agent.v1.ReadFileOutput
+	12, // 17: petty.agent.v1.Agent.WriteFile:output_type -> petty.agent.v1.WriteFileOutput
+	14, // 18: petty.agent.v1.Agent.ListDir:output_type -> petty.agent.v1.ListDirResponse
+	16, // 19: petty.agent.v1.Agent.Stat:output_type -> petty.agent.v1.StatResponse
+	18, // 20: petty.agent.v1.Agent.Shutdown:output_type -> petty.agent.v1.ShutdownResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1475,29 +1585,30 @@ func file_agent_proto_init() {
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Credit)(nil),
 		(*ExecInput_Kill)(nil),
+		(*ExecInput_Resize)(nil),
 	}
-	file_agent_proto_msgTypes[5].OneofWrappers = []any{
+	file_agent_proto_msgTypes[6].OneofWrappers = []any{
 		(*ExecOutput_StartedPid)(nil),
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_Credit)(nil),
 		(*ExecOutput_Exit)(nil),
 	}
-	file_agent_proto_msgTypes[6].OneofWrappers = []any{
+	file_agent_proto_msgTypes[7].OneofWrappers = []any{
 		(*ReadFileInput_Path)(nil),
 		(*ReadFileInput_Credit)(nil),
 	}
-	file_agent_proto_msgTypes[8].OneofWrappers = []any{
+	file_agent_proto_msgTypes[9].OneofWrappers = []any{
 		(*ReadFileOutput_Info)(nil),
 		(*ReadFileOutput_Data)(nil),
 		(*ReadFileOutput_Eof)(nil),
 	}
-	file_agent_proto_msgTypes[10].OneofWrappers = []any{
+	file_agent_proto_msgTypes[11].OneofWrappers = []any{
 		(*WriteFileInput_Header)(nil),
 		(*WriteFileInput_Data)(nil),
 		(*WriteFileInput_Close)(nil),
 	}
-	file_agent_proto_msgTypes[11].OneofWrappers = []any{
+	file_agent_proto_msgTypes[12].OneofWrappers = []any{
 		(*WriteFileOutput_Credit)(nil),
 		(*WriteFileOutput_Written)(nil),
 	}
@@ -1507,7 +1618,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
