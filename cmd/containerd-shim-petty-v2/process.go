@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/fifo"
+	"golang.org/x/sys/unix"
+
+	"github.com/pettyvm/petty/agent"
+)
+
+// exitVMGone is the exit status of a process whose VM went away.
+const exitVMGone = 255
+
+// process is a container's init process or one of its execs, running in
+// the guest.
+type process struct {
+	ctr    *container
+	execID string // "" for the init process
+
+	terminal              bool
+	stdin, stdout, stderr string
+	args, env             []string
+	cwd                   string
+	resize                chan agent.WindowSize
+
+	mu         sync.Mutex
+	pid        int // in the guest; 0 until started
+	status     task.Status
+	exitStatus uint32
+	exitedAt   time.Time
+	stdinFile  io.Closer
+	done       chan struct{} // closed when exited
+}
+
+func newProcess(c *container, execID string, p *ociProcess, terminal bool, stdin, stdout, stderr string) *process {
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	return &process{
+		ctr: c, execID: execID, terminal: terminal,
+		stdin: stdin, stdout: stdout, stderr: stderr,
+		args: p.Args, env: p.Env, cwd: cwd,
+		resize: make(chan agent.WindowSize, 4),
+		status: task.Status_CREATED, done: make(chan struct{}),
+	}
+}
+
+// openStdio opens the process's FIFOs that containerd created.
+func (p *process) openStdio(ctx context.Context) (stdin io.ReadCloser, stdout, stderr io.WriteCloser, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	closeAll := func() {
+		for _, c := range []io.Closer{stdin, stdout, stderr} {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	if p.stdin != "" {
+		if stdin, err = fifo.OpenFifo(ctx, p.stdin, unix.O_RDONLY|unix.O_NONBLOCK, 0); err != nil {
+			return nil, nil, nil, fmt.Errorf("stdin: %w", err)
+		}
+	}
+	if p.stdout != "" {
+		if stdout, err = fifo.OpenFifo(ctx, p.stdout, unix.O_WRONLY, 0); err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("stdout: %w", err)
+		}
+	}
+	if p.stderr != "" && !p.terminal {
+		if stderr, err = fifo.OpenFifo(ctx, p.stderr, unix.O_WRONLY, 0); err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("stderr: %w", err)
+		}
+	}
+	return stdin, stdout, stderr, nil
+}
+
+// start runs the process in the guest and returns once it started (or
+// failed to); onExit is called once it exited.
+func (p *process) start(ctx context.Context, onExit func(*process)) error {
+	stdin, stdout, stderr, err := p.openStdio(ctx)
+	if err != nil {
+		return err
+	}
+	cmd := &agent.Cmd{
+		Args: p.args, Env: p.env, Dir: p.cwd,
+		Root: p.ctr.guestRoot(), NewNamespaces: p.execID == "", TTY: p.terminal,
+		Resize: p.resize,
+	}
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
+	started := make(chan int, 1)
+	cmd.Started = func(pid int) { started <- pid }
+	execErr := make(chan error, 1)
+	p.mu.Lock()
+	p.stdinFile = stdin
+	p.mu.Unlock()
+	go func() {
+		err := p.ctr.pod.client.Exec(p.ctr.svc.ctx, cmd)
+		for _, c := range []io.Closer{stdin, stdout, stderr} {
+			if c != nil {
+				c.Close()
+			}
+		}
+		select {
+		case execErr <- err:
+		default:
+		}
+		p.exited(exitStatus(err))
+		onExit(p)
+	}()
+	select {
+	case pid := <-started:
+		p.mu.Lock()
+		p.pid, p.status = pid, task.Status_RUNNING
+		p.mu.Unlock()
+		return nil
+	case err := <-execErr:
+		return fmt.Errorf("starting %q in the guest: %w", p.args, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// exitStatus turns Exec's result into a wait status: the exit code, or
+// 128+signal.
+func exitStatus(err error) uint32 {
+	if err == nil {
+		return 0
+	}
+	var ee *agent.ExitError
+	if !errors.As(err, &ee) {
+		return exitVMGone
+	}
+	if ee.Signal != "" {
+		if n := unix.SignalNum(ee.Signal); n != 0 {
+			return 128 + uint32(n)
+		}
+		return exitVMGone
+	}
+	return uint32(ee.Code)
+}
+
+// exited records the exit status once.
+func (p *process) exited(status uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status == task.Status_STOPPED {
+		return
+	}
+	p.status, p.exitStatus, p.exitedAt = task.Status_STOPPED, status, time.Now()
+	close(p.done)
+}
+
+// kill sends sig to the process in the guest; a process not started yet
+// is marked exited by the signal.
+func (p *process) kill(ctx context.Context, sig uint32) error {
+	p.mu.Lock()
+	pid, status := p.pid, p.status
+	p.mu.Unlock()
+	switch {
+	case status == task.Status_STOPPED:
+		return nil
+	case pid == 0:
+		p.exited(128 + sig)
+		return nil
+	}
+	_, err := p.ctr.pod.run(ctx, "/bin/busybox", "kill", "-"+strconv.FormatUint(uint64(sig), 10), strconv.Itoa(pid))
+	if err != nil && p.isExited() {
+		return nil
+	}
+	return err
+}
+
+func (p *process) isExited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeStdin closes the process's stdin: EOF reaches it in the guest.
+func (p *process) closeStdin() {
+	p.mu.Lock()
+	f := p.stdinFile
+	p.stdinFile = nil
+	p.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+}
+
+// state returns pid, status, exit status and time under the lock.
+func (p *process) state() (int, task.Status, uint32, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid, p.status, p.exitStatus, p.exitedAt
+}
+
