@@ -36,7 +36,7 @@ type process struct {
 	status     task.Status
 	exitStatus uint32
 	exitedAt   time.Time
-	stdinFile  io.Closer
+	stdinFile  io.ReadCloser // nil once closed
 	done       chan struct{} // closed when exited
 }
 
@@ -54,44 +54,55 @@ func newProcess(c *container, execID string, p *ociProcess, terminal bool, stdin
 	}
 }
 
-// openStdio opens the process's FIFOs that containerd created.
-func (p *process) openStdio(ctx context.Context) (stdin io.ReadCloser, stdout, stderr io.WriteCloser, err error) {
+// openStdin opens the process's stdin FIFO at once, as the task is
+// created: a FIFO's buffered data is lost when its writer closes while no
+// reader has it open, so the shim holds the reading side from the start.
+// The open completes in the background; the FIFO closes when the shim's
+// context ends.
+func (p *process) openStdin() error {
+	if p.stdin == "" {
+		return nil
+	}
+	f, err := fifo.OpenFifo(p.ctr.svc.ctx, p.stdin, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("stdin: %w", err)
+	}
+	p.mu.Lock()
+	p.stdinFile = f
+	p.mu.Unlock()
+	return nil
+}
+
+// openOutput opens the process's stdout and stderr FIFOs.
+func (p *process) openOutput(ctx context.Context) (stdout, stderr io.WriteCloser, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	closeAll := func() {
-		for _, c := range []io.Closer{stdin, stdout, stderr} {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}
-	if p.stdin != "" {
-		if stdin, err = fifo.OpenFifo(ctx, p.stdin, unix.O_RDONLY|unix.O_NONBLOCK, 0); err != nil {
-			return nil, nil, nil, fmt.Errorf("stdin: %w", err)
-		}
-	}
 	if p.stdout != "" {
 		if stdout, err = fifo.OpenFifo(ctx, p.stdout, unix.O_WRONLY, 0); err != nil {
-			closeAll()
-			return nil, nil, nil, fmt.Errorf("stdout: %w", err)
+			return nil, nil, fmt.Errorf("stdout: %w", err)
 		}
 	}
 	if p.stderr != "" && !p.terminal {
 		if stderr, err = fifo.OpenFifo(ctx, p.stderr, unix.O_WRONLY, 0); err != nil {
-			closeAll()
-			return nil, nil, nil, fmt.Errorf("stderr: %w", err)
+			if stdout != nil {
+				stdout.Close()
+			}
+			return nil, nil, fmt.Errorf("stderr: %w", err)
 		}
 	}
-	return stdin, stdout, stderr, nil
+	return stdout, stderr, nil
 }
 
 // start runs the process in the guest and returns once it started (or
 // failed to); onExit is called once it exited.
 func (p *process) start(ctx context.Context, onExit func(*process)) error {
-	stdin, stdout, stderr, err := p.openStdio(ctx)
+	stdout, stderr, err := p.openOutput(ctx)
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	stdin := p.stdinFile
+	p.mu.Unlock()
 	cmd := &agent.Cmd{
 		Args: p.args, Env: p.env, Dir: p.cwd,
 		Root: p.ctr.guestRoot(), NewNamespaces: p.execID == "", TTY: p.terminal,
@@ -109,16 +120,14 @@ func (p *process) start(ctx context.Context, onExit func(*process)) error {
 	started := make(chan int, 1)
 	cmd.Started = func(pid int) { started <- pid }
 	execErr := make(chan error, 1)
-	p.mu.Lock()
-	p.stdinFile = stdin
-	p.mu.Unlock()
 	go func() {
 		err := p.ctr.pod.client.Exec(p.ctr.svc.ctx, cmd)
-		for _, c := range []io.Closer{stdin, stdout, stderr} {
+		for _, c := range []io.Closer{stdout, stderr} {
 			if c != nil {
 				c.Close()
 			}
 		}
+		p.closeStdin()
 		select {
 		case execErr <- err:
 		default:
@@ -207,6 +216,23 @@ func (p *process) closeStdin() {
 	if f != nil {
 		f.Close()
 	}
+}
+
+// stdinDrain bounds how long CloseIO lets the guest read what the client
+// wrote before it closed its end of the FIFO.
+const stdinDrain = 2 * time.Second
+
+// closeIO is CloseIO's stdin: the client closed its end of the FIFO, so
+// the FIFO normally ends by itself once drained; should another writer
+// hold it open, it is closed after stdinDrain.
+func (p *process) closeIO() {
+	p.mu.Lock()
+	f := p.stdinFile
+	p.mu.Unlock()
+	if f == nil {
+		return
+	}
+	time.AfterFunc(stdinDrain, p.closeStdin)
 }
 
 // state returns pid, status, exit status and time under the lock.

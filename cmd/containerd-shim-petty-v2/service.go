@@ -115,6 +115,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		}
 	}()
 	c.init = newProcess(c, "", spec.Process, r.Terminal, r.Stdin, r.Stdout, r.Stderr)
+	if err := c.init.openStdin(); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	s.containers[r.ID] = c
 	s.publish(runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
 		ContainerID: r.ID, Bundle: r.Bundle, Rootfs: r.Rootfs,
@@ -257,7 +260,11 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emp
 	if _, ok := c.execs[r.ExecID]; ok {
 		return nil, errdefs.ToGRPCf(errdefs.ErrAlreadyExists, "exec %s", r.ExecID)
 	}
-	c.execs[r.ExecID] = newProcess(c, r.ExecID, &proc, r.Terminal, r.Stdin, r.Stdout, r.Stderr)
+	p := newProcess(c, r.ExecID, &proc, r.Terminal, r.Stdin, r.Stdout, r.Stderr)
+	if err := p.openStdin(); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	c.execs[r.ExecID] = p
 	s.publish(runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
 	return &emptypb.Empty{}, nil
 }
@@ -334,7 +341,7 @@ func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*empt
 		return nil, err
 	}
 	if r.Stdin {
-		p.closeStdin()
+		p.closeIO()
 	}
 	return &emptypb.Empty{}, nil
 }
