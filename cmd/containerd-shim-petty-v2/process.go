@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/fifo"
+	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/pettyvm/petty/agent"
@@ -112,9 +113,11 @@ func (p *process) start(ctx context.Context, onExit func(*process)) error {
 		cmd.Stdin = stdin
 	}
 	if stdout != nil {
+		stdout = newAsyncWriter(stdout)
 		cmd.Stdout = stdout
 	}
 	if stderr != nil {
+		stderr = newAsyncWriter(stderr)
 		cmd.Stderr = stderr
 	}
 	started := make(chan int, 1)
@@ -131,6 +134,10 @@ func (p *process) start(ctx context.Context, onExit func(*process)) error {
 		select {
 		case execErr <- err:
 		default:
+		}
+		var ee *agent.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			log.G(ctx).WithError(err).WithField("exec", p.execID).Warn("petty: the guest process ended without an exit status")
 		}
 		p.exited(exitStatus(err))
 		onExit(p)
