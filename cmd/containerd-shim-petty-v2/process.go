@@ -248,4 +248,3 @@ func (p *process) state() (int, task.Status, uint32, time.Time) {
 	defer p.mu.Unlock()
 	return p.pid, p.status, p.exitStatus, p.exitedAt
 }
-

@@ -416,4 +416,3 @@ func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 	s.shutdown()
 	return &emptypb.Empty{}, nil
 }
-
