@@ -8,17 +8,25 @@ import (
 type ociSpec struct {
 	Process     *ociProcess       `json:"process"`
 	Annotations map[string]string `json:"annotations"`
-	Linux       *struct {
-		Resources *struct {
-			Memory *struct {
-				Limit *int64 `json:"limit"`
-			} `json:"memory"`
-			CPU *struct {
-				Quota  *int64  `json:"quota"`
-				Period *uint64 `json:"period"`
-			} `json:"cpu"`
-		} `json:"resources"`
-	} `json:"linux"`
+	Linux       *ociLinux         `json:"linux"`
+}
+
+type ociLinux struct {
+	Resources *ociResources `json:"resources"`
+}
+
+type ociResources struct {
+	Memory *ociMemory `json:"memory"`
+	CPU    *ociCPU    `json:"cpu"`
+}
+
+type ociMemory struct {
+	Limit *int64 `json:"limit"`
+}
+
+type ociCPU struct {
+	Quota  *int64  `json:"quota"`
+	Period *uint64 `json:"period"`
 }
 
 // ociProcess is an OCI process: the container's, or an exec's.
