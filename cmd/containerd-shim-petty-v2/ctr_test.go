@@ -18,7 +18,7 @@ import (
 // running task, terminals work, two containers run at once, and nothing is
 // left on the host afterwards.
 func TestCtr(t *testing.T) {
-	e := startContainerd(t)
+	e := startContainerd(t, false)
 
 	t.Run("uname", func(t *testing.T) {
 		hostRel, err := exec.Command("uname", "-r").Output()
@@ -146,7 +146,7 @@ func TestCtr(t *testing.T) {
 		ctx := testCtx(t)
 		// script gives ctr a terminal (ctr run -t needs one) of 40x100.
 		cmd := exec.CommandContext(ctx, "script", "-qfec", fmt.Sprintf(
-			"stty rows 40 cols 100; ctr -a %s -n %s run --rm -t --runtime %s %s tty sh", e.sock, testNamespace, RuntimeName, testImage), "/dev/null")
+			"stty rows 40 cols 100; ctr -a %s -n %s run --rm -t --runtime %s %s tty sh", e.sock, e.ns, RuntimeName, testImage), "/dev/null")
 		stdin, _ := cmd.StdinPipe()
 		var out syncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out

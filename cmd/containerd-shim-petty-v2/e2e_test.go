@@ -28,11 +28,14 @@ const e2eFix = "run as root with containerd, runc, qemu-system-x86, busybox-stat
 const (
 	testImage     = "petty.test/busybox:latest"
 	testNamespace = "petty-e2e"
+	criNamespace  = "k8s.io" // the CRI plugin's
+	pauseImage    = "petty.test/pause:latest"
 )
 
 // env is a private containerd and the paths the tests need.
 type env struct {
 	t    *testing.T
+	ns   string // containerd namespace of the tests' containers
 	dir  string // short temporary directory: containerd's root, state, socket
 	sock string
 	bin  string // the shim and the agent
@@ -66,29 +69,47 @@ func requireE2E(t *testing.T) {
 }
 
 // startContainerd builds the shim and the agent, starts a containerd of
-// its own (root, state and socket in a temporary directory, the CRI plugin
-// off) and imports the test image. It stops containerd and checks for
-// leftovers when the test ends.
-func startContainerd(t *testing.T) *env {
+// its own (root, state and socket in a temporary directory; the CRI plugin
+// only with cri, serving runtime handler "petty") and imports the test
+// images. It stops containerd when the test ends.
+func startContainerd(t *testing.T, cri bool) *env {
 	t.Helper()
 	requireE2E(t)
 	dir, err := os.MkdirTemp("", "pctd-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "c.sock"), bin: filepath.Join(dir, "bin")}
+	e := &env{t: t, ns: testNamespace, dir: dir, sock: filepath.Join(dir, "c.sock"), bin: filepath.Join(dir, "bin")}
+	if cri {
+		e.ns = criNamespace
+	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	build(t, ".", filepath.Join(e.bin, "containerd-shim-petty-v2"))
 	build(t, "../../cmd/petty-agent", filepath.Join(e.bin, "petty-agent"))
 	cfg := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = %q
 [ttrpc]
   address = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), e.sock, e.sock+".ttrpc")
+	if cri {
+		// The README's configuration, with the test's pause image and no
+		// CNI (the test pods use the host's network).
+		cfg += fmt.Sprintf(`[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.petty]
+    runtime_type = "io.containerd.petty.v2"
+`, pauseImage, filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"))
+	} else {
+		cfg = "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n" + cfg
+	}
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +172,7 @@ func build(t *testing.T, pkg, out string) {
 
 // ctrCmd returns a ctr command against the private containerd.
 func (e *env) ctrCmd(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ctr", append([]string{"-a", e.sock, "-n", testNamespace}, args...)...)
+	return exec.CommandContext(ctx, "ctr", append([]string{"-a", e.sock, "-n", e.ns}, args...)...)
 }
 
 // ctr runs ctr and returns its combined output.
@@ -215,7 +236,11 @@ func writeBusyboxArchive(t *testing.T, path string) {
 	must(t, tw.Close())
 	sum := sha256.Sum256(layer.Bytes())
 	config := fmt.Sprintf(`{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}`, hex.EncodeToString(sum[:]))
-	manifest := `[{"Config":"config.json","RepoTags":["` + testImage + `"],"Layers":["layer.tar"]}]`
+	// The pause image of CRI pod sandboxes: the same layer, a process
+	// that waits for SIGTERM.
+	pause := fmt.Sprintf(`{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh","-c","trap 'exit 0' TERM; while :; do sleep 1; done"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}`, hex.EncodeToString(sum[:]))
+	manifest := `[{"Config":"config.json","RepoTags":["` + testImage + `"],"Layers":["layer.tar"]},` +
+		`{"Config":"pause.json","RepoTags":["` + pauseImage + `"],"Layers":["layer.tar"]}]`
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +250,7 @@ func writeBusyboxArchive(t *testing.T, path string) {
 	for _, m := range []struct {
 		name string
 		data []byte
-	}{{"manifest.json", []byte(manifest)}, {"config.json", []byte(config)}, {"layer.tar", layer.Bytes()}} {
+	}{{"manifest.json", []byte(manifest)}, {"config.json", []byte(config)}, {"pause.json", []byte(pause)}, {"layer.tar", layer.Bytes()}} {
 		must(t, aw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: m.name, Mode: 0o644, Size: int64(len(m.data)), ModTime: now}))
 		_, err := aw.Write(m.data)
 		must(t, err)
@@ -245,9 +270,9 @@ func must(t *testing.T, err error) {
 // containerd's directories.
 func leftovers(e *env) []string {
 	var out []string
-	pods, _ := filepath.Glob(filepath.Join(stateRoot, testNamespace+"-*"))
+	pods, _ := filepath.Glob(filepath.Join(stateRoot, e.ns+"-*"))
 	out = append(out, pods...)
-	if b, err := exec.Command("pgrep", "-af", "virtiofsd.*"+stateRoot+"/"+testNamespace).Output(); err == nil {
+	if b, err := exec.Command("pgrep", "-af", "virtiofsd.*"+stateRoot+"/"+e.ns).Output(); err == nil {
 		out = append(out, strings.TrimSpace(string(b)))
 	}
 	if b, err := exec.Command("pgrep", "-af", "containerd-shim-petty-v2.*"+e.sock).Output(); err == nil {
@@ -257,7 +282,7 @@ func leftovers(e *env) []string {
 	sc := bufio.NewScanner(bytes.NewReader(mounts))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) > 1 && (strings.HasPrefix(f[1], stateRoot+"/"+testNamespace) || strings.HasPrefix(f[1], filepath.Join(e.dir, "state"))) {
+		if len(f) > 1 && (strings.HasPrefix(f[1], stateRoot+"/"+e.ns) || strings.HasPrefix(f[1], filepath.Join(e.dir, "state"))) {
 			out = append(out, "mount "+f[1])
 		}
 	}
