@@ -30,8 +30,12 @@ go test -run '^$' -fuzz '^FuzzHostFrames$' -fuzztime 20s ./agent/
 echo "== bench module builds"
 (cd bench && go build ./...)
 
-echo "== containerd shim (nested module): vet, unit and end-to-end tests with a private containerd"
-(cd cmd/containerd-shim-petty-v2 && go vet ./... && go test -race -count=1 -timeout 30m ./... 2>&1 | tee /tmp/petty-shim-test.log)
+echo "== containerd shim (nested module): vet, unit and end-to-end tests with a private containerd, ctr and crictl"
+crictl_bin=$(mktemp -d)
+GOBIN="$crictl_bin" go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
+(cd cmd/containerd-shim-petty-v2 && go vet ./... &&
+  PATH="$crictl_bin:$PATH" go test -race -count=1 -timeout 30m ./... 2>&1 | tee /tmp/petty-shim-test.log)
+rm -rf "$crictl_bin"
 
 echo "== kernel from source: compile linux-source-6.1 (≈9 min on 2 cores), boot it under QEMU TCG"
 PETTY_TEST_KERNEL_SOURCE=1 go test -count=1 -timeout 40m -v -run '^TestKernelSourceBuild$' ./image/ 2>&1 | tee /tmp/petty-kernel-source-test.log
