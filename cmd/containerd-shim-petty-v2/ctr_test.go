@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -136,6 +139,40 @@ func TestCtr(t *testing.T) {
 		if out, err := e.ctr(ctx, "containers", "delete", "bg"); err != nil {
 			t.Errorf("containers delete: %v\n%s", err, out)
 		}
+		waitNoLeftovers(t, e)
+	})
+
+	t.Run("VM dies", func(t *testing.T) {
+		ctx := testCtx(t)
+		if out, err := e.ctr(ctx, "run", "-d", "--runtime", RuntimeName, testImage, "doomed", "sleep", "1000"); err != nil {
+			t.Fatalf("ctr run -d: %v\n%s", err, out)
+		}
+		// The pod's QEMU is the one whose virtio-fs socket is in its
+		// directory.
+		sock := filepath.Join(stateRoot, e.ns+"-doomed", "fs.sock")
+		b, err := exec.Command("pgrep", "-f", "qemu-system-x86_64.*path="+sock).Output()
+		pids := strings.Fields(string(b))
+		if err != nil || len(pids) != 1 {
+			t.Fatalf("pgrep for the pod's QEMU: %v, %q", err, b)
+		}
+		pid, _ := strconv.Atoi(pids[0])
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var out string
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if out, _ = e.ctr(ctx, "task", "ls"); strings.Contains(out, "STOPPED") {
+				break
+			}
+		}
+		if !strings.Contains(out, "doomed") || !strings.Contains(out, "STOPPED") {
+			t.Errorf("task ls after the VM died:\n%s", out)
+		}
+		// ctr warns of a non-zero exit status.
+		if out, err := e.ctr(ctx, "task", "delete", "doomed"); err != nil || !strings.Contains(out, "exit code 255") {
+			t.Errorf("task delete = %v, %q; want exit code 255", err, out)
+		}
+		e.ctr(ctx, "containers", "delete", "doomed")
 		waitNoLeftovers(t, e)
 	})
 
