@@ -130,6 +130,12 @@ func TestCtr(t *testing.T) {
 		if err != nil || !strings.Contains(out, "memory.usage_limit") || !strings.Contains(out, "cpu.usage_usec") {
 			t.Errorf("metrics: %v\n%s", err, out)
 		}
+		// The exec joins the container's PID namespace and sees its /proc:
+		// PID 1 is the container's process.
+		out, err = e.ctr(ctx, "task", "exec", "--exec-id", "x3", "--cwd", "/bin", "bg", "sh", "-c", "pwd; cat /proc/1/cmdline | tr '\\0' ' '; echo; ps | wc -l")
+		if err != nil || !strings.HasPrefix(out, "/bin\nsleep 1000 \n") {
+			t.Errorf("exec in the container's namespaces = %v, %q; want cwd /bin and PID 1 sleep", err, out)
+		}
 		if out, err := e.ctr(ctx, "task", "ps", "bg"); err != nil || len(strings.Fields(out)) < 3 {
 			t.Errorf("task ps: %v\n%s", err, out)
 		}

@@ -32,6 +32,8 @@ const (
 	guestShare = "/run/petty/share"
 	// shareTag is the virtio-fs tag of the shared directory.
 	shareTag = "petty"
+	// guestBusybox is the initramfs's busybox: kill, mount, nsenter.
+	guestBusybox = "/bin/busybox"
 	// virtiofsdPath is QEMU's virtiofsd in Debian 12 (qemu-system-common).
 	virtiofsdPath = "/usr/lib/qemu/virtiofsd"
 )

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/fifo"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -106,8 +107,19 @@ func (p *process) start(ctx context.Context, onExit func(*process)) error {
 	p.mu.Unlock()
 	cmd := &agent.Cmd{
 		Args: p.args, Env: p.env, Dir: p.cwd,
-		Root: p.ctr.guestRoot(), NewNamespaces: p.execID == "", TTY: p.terminal,
+		Root: p.ctr.guestRoot(), NewNamespaces: true, TTY: p.terminal,
 		Resize: p.resize,
+	}
+	if p.execID != "" {
+		// An exec joins the init process's mount and PID namespaces and
+		// root (busybox nsenter of the guest's initramfs; it changes to the
+		// working directory, a path of the guest, before the root).
+		initPID, _, _, _ := p.ctr.init.state()
+		if initPID == 0 || p.ctr.init.isExited() {
+			return errdefs.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s is not running", p.ctr.id)
+		}
+		cmd.Args = append([]string{guestBusybox, "nsenter", "-t", strconv.Itoa(initPID), "-m", "-p", "-r", "-w" + p.ctr.guestRoot() + p.cwd, "--"}, p.args...)
+		cmd.Root, cmd.Dir, cmd.NewNamespaces = "", "/", false
 	}
 	if stdin != nil {
 		cmd.Stdin = stdin
@@ -147,11 +159,26 @@ func (p *process) start(ctx context.Context, onExit func(*process)) error {
 		p.mu.Lock()
 		p.pid, p.status = pid, task.Status_RUNNING
 		p.mu.Unlock()
+		if p.execID == "" {
+			p.mountProc(ctx, pid)
+		}
 		return nil
 	case err := <-execErr:
 		return fmt.Errorf("starting %q in the guest: %w", p.args, err)
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// mountProc mounts a /proc of the container's own PID namespace over the
+// guest's in the container's mount namespace, so that the container sees
+// its processes only. The container's process may run before this: a
+// failure is logged, the guest's /proc then stays.
+func (p *process) mountProc(ctx context.Context, pid int) {
+	_, err := p.ctr.pod.run(ctx, guestBusybox, "nsenter", "-t", strconv.Itoa(pid), "-m", "-p", "--",
+		guestBusybox, "mount", "-t", "proc", "proc", p.ctr.guestRoot()+"/proc")
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("petty: the container's own /proc")
 	}
 }
 
@@ -198,7 +225,12 @@ func (p *process) kill(ctx context.Context, sig uint32) error {
 		p.exited(128 + sig)
 		return nil
 	}
-	_, err := p.ctr.pod.run(ctx, "/bin/busybox", "kill", "-"+strconv.FormatUint(uint64(sig), 10), strconv.Itoa(pid))
+	target := strconv.Itoa(pid)
+	if p.execID != "" {
+		// The exec's nsenter and the command it forked: its process group.
+		target = "-" + target
+	}
+	_, err := p.ctr.pod.run(ctx, guestBusybox, "kill", "-"+strconv.FormatUint(uint64(sig), 10), target)
 	if err != nil && p.isExited() {
 		return nil
 	}
