@@ -104,6 +104,10 @@ state = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.petty]
     runtime_type = "io.containerd.petty.v2"
 `, pauseImage, filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"))
