@@ -135,6 +135,8 @@ func TestCtr(t *testing.T) {
 		out, err = e.ctr(ctx, "task", "exec", "--exec-id", "x3", "--cwd", "/bin", "bg", "sh", "-c", "pwd; cat /proc/1/cmdline | tr '\\0' ' '; echo; ps | wc -l")
 		if err != nil || !strings.HasPrefix(out, "/bin\nsleep 1000 \n") {
 			t.Errorf("exec in the container's namespaces = %v, %q; want cwd /bin and PID 1 sleep", err, out)
+			mi, _ := e.ctr(ctx, "task", "exec", "--exec-id", "x4", "bg", "cat", "/proc/self/mountinfo")
+			t.Logf("the exec's mounts:\n%s", mi)
 		}
 		if out, err := e.ctr(ctx, "task", "ps", "bg"); err != nil || len(strings.Fields(out)) < 3 {
 			t.Errorf("task ps: %v\n%s", err, out)

@@ -137,7 +137,13 @@ state = %q
 		exec.Command("umount", "-R", "-l", filepath.Join(dir, "state")).Run()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
-			t.Logf("containerd log:\n%s", tail(b, 6000))
+			var shim []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if (strings.Contains(l, "petty") || strings.Contains(l, "shim")) && !strings.Contains(l, "loading plugin") {
+					shim = append(shim, l)
+				}
+			}
+			t.Logf("the shim's lines of the containerd log:\n%s", strings.Join(shim, "\n"))
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -156,13 +162,6 @@ state = %q
 		t.Fatalf("ctr image import: %v\n%s", err, out)
 	}
 	return e
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
 
 func build(t *testing.T, pkg, out string) {
