@@ -124,6 +124,7 @@ state = %q
 	cmd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
 	cmd.Env = append(os.Environ(), "PATH="+e.bin+":"+os.Getenv("PATH"), envCache+"="+filepath.Join(dir, "cache"))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = dir // containerd finds the shim in PATH, never in the package's directory
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
