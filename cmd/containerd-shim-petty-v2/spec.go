@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strconv"
 )
 
 // ociSpec is the part of an OCI runtime spec (config.json) the shim reads.
@@ -50,24 +51,55 @@ const (
 	MaxVCPUs = 8
 )
 
+// Pod-level resources that containerd's CRI plugin (1.7 and later, with
+// kubelet 1.23 and later) puts on a pod sandbox's spec: the sum of its
+// containers' limits.
+const (
+	annSandboxMemory    = "io.kubernetes.cri.sandbox-memory"
+	annSandboxCPUQuota  = "io.kubernetes.cri.sandbox-cpu-quota"
+	annSandboxCPUPeriod = "io.kubernetes.cri.sandbox-cpu-period"
+)
+
 // vmSize turns the spec's resource limits into the VM's memory and vCPUs:
 // the memory limit rounded up to MiB (at least MinMemoryMiB), the CPU quota
-// over its period rounded up (at least 1, at most MaxVCPUs).
+// over its period rounded up (at least 1, at most MaxVCPUs). A pod
+// sandbox's annotations with the pod's limits take precedence.
 func vmSize(s *ociSpec) (memMiB, vcpus int) {
 	memMiB, vcpus = MinMemoryMiB, 1
-	if s == nil || s.Linux == nil || s.Linux.Resources == nil {
+	if s == nil {
 		return memMiB, vcpus
 	}
-	r := s.Linux.Resources
-	if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
-		memMiB = max(memMiB, int(math.Ceil(float64(*r.Memory.Limit)/(1<<20))))
-	}
-	if r.CPU != nil && r.CPU.Quota != nil && *r.CPU.Quota > 0 {
-		period := uint64(100000)
-		if r.CPU.Period != nil && *r.CPU.Period > 0 {
-			period = *r.CPU.Period
+	var mem, quota int64
+	var period uint64
+	if s.Linux != nil && s.Linux.Resources != nil {
+		r := s.Linux.Resources
+		if r.Memory != nil && r.Memory.Limit != nil {
+			mem = *r.Memory.Limit
 		}
-		vcpus = min(MaxVCPUs, max(1, int(math.Ceil(float64(*r.CPU.Quota)/float64(period)))))
+		if r.CPU != nil && r.CPU.Quota != nil {
+			quota = *r.CPU.Quota
+			if r.CPU.Period != nil {
+				period = *r.CPU.Period
+			}
+		}
+	}
+	if v, err := strconv.ParseInt(s.Annotations[annSandboxMemory], 10, 64); err == nil && v > 0 {
+		mem = v
+	}
+	if v, err := strconv.ParseInt(s.Annotations[annSandboxCPUQuota], 10, 64); err == nil && v > 0 {
+		quota, period = v, 0
+		if p, err := strconv.ParseUint(s.Annotations[annSandboxCPUPeriod], 10, 64); err == nil {
+			period = p
+		}
+	}
+	if mem > 0 {
+		memMiB = max(memMiB, int(math.Ceil(float64(mem)/(1<<20))))
+	}
+	if quota > 0 {
+		if period == 0 {
+			period = 100000
+		}
+		vcpus = min(MaxVCPUs, max(1, int(math.Ceil(float64(quota)/float64(period)))))
 	}
 	return memMiB, vcpus
 }

@@ -33,6 +33,15 @@ func TestVMSize(t *testing.T) {
 		{name: "quota default period", spec: spec(nil, ptr(int64(300000)), nil), mem: MinMemoryMiB, cpus: 3},
 		{name: "quota capped", spec: spec(nil, ptr(int64(10000000)), nil), mem: MinMemoryMiB, cpus: MaxVCPUs},
 		{name: "unlimited quota", spec: spec(nil, ptr(int64(-1)), nil), mem: MinMemoryMiB, cpus: 1},
+		{name: "pod annotations", spec: &ociSpec{Annotations: map[string]string{
+			annSandboxMemory: "1073741824", annSandboxCPUQuota: "250000", annSandboxCPUPeriod: "100000",
+		}}, mem: 1024, cpus: 3},
+		{name: "pod annotations win", spec: func() *ociSpec {
+			s := spec(ptr(int64(64<<20)), ptr(int64(100000)), nil)
+			s.Annotations = map[string]string{annSandboxMemory: "536870912", annSandboxCPUQuota: "200000"}
+			return s
+		}(), mem: 512, cpus: 2},
+		{name: "bad annotations ignored", spec: &ociSpec{Annotations: map[string]string{annSandboxMemory: "lots", annSandboxCPUQuota: "-1"}}, mem: MinMemoryMiB, cpus: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
