@@ -41,6 +41,22 @@ func TestCtr(t *testing.T) {
 		waitNoLeftovers(t, e)
 	})
 
+	t.Run("limits size the VM", func(t *testing.T) {
+		out, err := e.ctrCmd(testCtx(t), "run", "--rm", "--runtime", RuntimeName, "--memory-limit", "536870912", "--cpus", "1.5",
+			testImage, "sized", "sh", "-c", "nproc; grep MemTotal /proc/meminfo").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ctr run: %v\n%s", err, out)
+		}
+		var cpus, memKB int
+		if _, err := fmt.Sscanf(string(out), "%d\nMemTotal: %d kB", &cpus, &memKB); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		// 512 MiB of guest memory less the kernel's own: over 400 MiB, under 512.
+		if cpus != 2 || memKB < 400<<10 || memKB > 512<<10 {
+			t.Errorf("guest has %d vCPUs and %d kB; want 2 (1.5 rounded up) and about 512 MiB", cpus, memKB)
+		}
+	})
+
 	t.Run("exit code and stderr", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		cmd := e.run(testCtx(t), "exit", "sh", "-c", "echo out; echo err >&2; exit 7")

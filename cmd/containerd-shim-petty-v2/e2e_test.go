@@ -234,7 +234,7 @@ func writeBusyboxArchive(t *testing.T, path string) {
 	must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb)), ModTime: now}))
 	_, err = tw.Write(bb)
 	must(t, err)
-	for _, a := range []string{"sh", "cat", "echo", "uname", "sleep", "ls", "ps", "stty", "tty", "true", "hostname", "head", "tr", "wc", "pwd"} {
+	for _, a := range []string{"sh", "cat", "echo", "uname", "sleep", "ls", "ps", "stty", "tty", "true", "hostname", "head", "tr", "wc", "pwd", "grep", "nproc"} {
 		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", ModTime: now}))
 	}
 	must(t, tw.Close())
