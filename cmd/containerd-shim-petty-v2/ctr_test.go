@@ -200,6 +200,27 @@ func TestCtr(t *testing.T) {
 		waitNoLeftovers(t, e)
 	})
 
+	t.Run("shim dies", func(t *testing.T) {
+		ctx := testCtx(t)
+		if out, err := e.ctr(ctx, "run", "-d", "--runtime", RuntimeName, testImage, "orphan", "sleep", "1000"); err != nil {
+			t.Fatalf("ctr run -d: %v\n%s", err, out)
+		}
+		b, err := exec.Command("pgrep", "-f", "containerd-shim-petty-v2 -namespace "+e.ns+" -id orphan -address "+e.sock).Output()
+		pids := strings.Fields(string(b))
+		if err != nil || len(pids) != 1 {
+			t.Fatalf("pgrep for the shim: %v, %q", err, b)
+		}
+		pid, _ := strconv.Atoi(pids[0])
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// containerd runs the shim's delete: the VM, virtiofsd, mounts and
+		// directories go.
+		waitNoLeftovers(t, e)
+		e.ctr(ctx, "task", "delete", "orphan")
+		e.ctr(ctx, "containers", "delete", "orphan")
+	})
+
 	t.Run("terminal", func(t *testing.T) {
 		if _, err := exec.LookPath("script"); err != nil {
 			t.Skip("no script(1): apt-get install util-linux")

@@ -279,6 +279,9 @@ func leftovers(e *env) []string {
 	if b, err := exec.Command("pgrep", "-af", "virtiofsd.*"+stateRoot+"/"+e.ns).Output(); err == nil {
 		out = append(out, strings.TrimSpace(string(b)))
 	}
+	if b, err := exec.Command("pgrep", "-af", "qemu-system-x86_64.*"+stateRoot+"/"+e.ns).Output(); err == nil {
+		out = append(out, strings.TrimSpace(string(b)))
+	}
 	if b, err := exec.Command("pgrep", "-af", "containerd-shim-petty-v2.*"+e.sock).Output(); err == nil {
 		out = append(out, strings.TrimSpace(string(b)))
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -134,6 +135,8 @@ func startPod(ctx context.Context, dir string, memMiB, vcpus int, logger *slog.L
 	p.fsd = exec.Command(virtiofsdPath, "--socket-path="+sock, "-o", "source="+p.shareDir(),
 		"-o", "cache=none", "-o", "sandbox=chroot", "-o", "xattr")
 	p.fsd.Stdout, p.fsd.Stderr = fsdLog, fsdLog
+	// A shim that dies takes virtiofsd with it (QEMU too: package vm).
+	p.fsd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.fsd.Start(); err != nil {
 		p.fsd = nil
 		close(p.fsdDone)

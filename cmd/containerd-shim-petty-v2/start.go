@@ -14,7 +14,10 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/containerd/runtime/v2/shim"
+	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+
+	"github.com/pettyvm/petty/vm"
 )
 
 // groupAnnotations name a container's pod: containers of one pod share a
@@ -111,6 +114,15 @@ func (s *service) Cleanup(ctx context.Context) (*taskAPI.DeleteResponse, error) 
 	for _, b := range binds {
 		_ = unix.Unmount(b, unix.MNT_DETACH)
 		_ = os.Remove(b)
+	}
+	// The pod's directory when this is its sandbox (or only) container:
+	// its QEMU and virtiofsd died with the shim (parent-death signal).
+	if ns, err := namespaces.NamespaceRequired(ctx); err == nil {
+		(&pod{dir: filepath.Join(stateRoot, ns+"-"+s.id)}).removeDir()
+	}
+	// The run directories of VMs whose shim died.
+	if _, err := vm.Reclaim(vmRunRoot); err != nil {
+		log.G(ctx).WithError(err).Warn("petty: reclaiming dead VMs' run directories")
 	}
 	return &taskAPI.DeleteResponse{
 		ExitedAt:   protobuf.ToTimestamp(time.Now()),
