@@ -154,6 +154,21 @@ func TestCtr(t *testing.T) {
 			mi, _ := e.ctr(ctx, "task", "exec", "--exec-id", "x4", "bg", "cat", "/proc/self/mountinfo")
 			t.Logf("the exec's mounts:\n%s", mi)
 		}
+		// An exec's own Kill: a signal to the exec, its exit status back.
+		long := e.ctrCmd(ctx, "task", "exec", "--exec-id", "x5", "bg", "sh", "-c", "echo ready; exec sleep 1000")
+		longOut, _ := long.StdoutPipe()
+		if err := long.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := bufio.NewReader(longOut).ReadString('\n'); err != nil || line != "ready\n" {
+			t.Errorf("exec's first line %q, %v", line, err)
+		}
+		if out, err := e.ctr(ctx, "task", "kill", "--exec-id", "x5", "-s", "SIGTERM", "bg"); err != nil {
+			t.Errorf("task kill --exec-id: %v\n%s", err, out)
+		}
+		if err := long.Wait(); exitCode(err) != 143 {
+			t.Errorf("killed exec exited %d (%v), want 143", exitCode(err), err)
+		}
 		if out, err := e.ctr(ctx, "task", "ps", "bg"); err != nil || len(strings.Fields(out)) < 3 {
 			t.Errorf("task ps: %v\n%s", err, out)
 		}
