@@ -51,6 +51,25 @@ type Cmd struct {
 	// SIGTERM and SIGKILL to its process group (members that outlived the
 	// leader included); 0 means the agent's default, 2 s.
 	KillGrace time.Duration
+	// Root runs the command chrooted in this directory of the guest (a
+	// container's root file system); Args[0] and Dir are paths inside it.
+	Root string
+	// NewNamespaces runs the command in new mount and PID namespaces.
+	NewNamespaces bool
+	// TTY gives the command a new terminal as its controlling terminal and
+	// stdio; its output arrives on Stdout.
+	TTY bool
+	// Resize, if not nil, delivers window sizes for the command's terminal
+	// (TTY) while it runs.
+	Resize <-chan WindowSize
+	// Started, if not nil, is called with the command's process id in the
+	// guest once it started.
+	Started func(pid int)
+}
+
+// WindowSize is a terminal's size in character cells.
+type WindowSize struct {
+	Rows, Cols uint32
 }
 
 // Exec runs cmd in the guest and waits for it. It returns nil if the command
@@ -114,14 +133,17 @@ func (c *Client) Start(ctx context.Context, cmd *Cmd) (*Process, error) {
 		p.stderr = io.Discard
 	}
 	if err := p.send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Start{Start: &agentpb.ExecStart{
-		Args:        cmd.Args,
-		Env:         cmd.Env,
-		Dir:         cmd.Dir,
-		Stdin:       cmd.Stdin != nil,
-		TimeoutNs:   int64(cmd.Timeout),
-		MaxOutput:   cmd.MaxOutput,
-		User:        cmd.User,
-		KillGraceNs: int64(cmd.KillGrace),
+		Args:          cmd.Args,
+		Env:           cmd.Env,
+		Dir:           cmd.Dir,
+		Stdin:         cmd.Stdin != nil,
+		TimeoutNs:     int64(cmd.Timeout),
+		MaxOutput:     cmd.MaxOutput,
+		User:          cmd.User,
+		KillGraceNs:   int64(cmd.KillGrace),
+		Root:          cmd.Root,
+		NewNamespaces: cmd.NewNamespaces,
+		Tty:           cmd.TTY,
 	}}}); err != nil {
 		p.finish()
 		return nil, err
@@ -210,6 +232,12 @@ func (p *Process) recv() error {
 			if p.cmd.Stdin != nil {
 				go forwardClientStdin(p.cmd.Stdin, p.stdinCredits, p.send, p.done)
 			}
+			if p.cmd.Resize != nil {
+				go forwardResize(p.cmd.Resize, p.send, p.done)
+			}
+			if p.cmd.Started != nil {
+				p.cmd.Started(int(m.StartedPid))
+			}
 		}
 		p.started = true
 	case *agentpb.ExecOutput_Stdout:
@@ -267,6 +295,20 @@ func forwardClientStdin(r io.Reader, credits *wire.Window, send func(*agentpb.Ex
 				send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_StdinClose{StdinClose: true}})
 			}
 			return
+		}
+	}
+}
+
+// forwardResize sends the window sizes from ch to the agent until done.
+func forwardResize(ch <-chan WindowSize, send func(*agentpb.ExecInput) error, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case ws := <-ch:
+			if send(&agentpb.ExecInput{Msg: &agentpb.ExecInput_Resize{Resize: &agentpb.Resize{Rows: ws.Rows, Cols: ws.Cols}}}) != nil {
+				return
+			}
 		}
 	}
 }

@@ -3,7 +3,17 @@
 # Idempotent: skips apt when everything is present. Run as root (or via sudo).
 #   bash hack/deps.sh                        # build petty, the guest image, boot VMs
 #   bash hack/deps.sh --with-kernel-source   # also compile the microVM kernel (tests)
+#   bash hack/deps.sh --with-containerd      # also containerd, runc and ctr (shim tests)
+# The flags combine.
 set -euo pipefail
+with_kernel_source=false with_containerd=false
+for a in "$@"; do
+  case "$a" in
+  --with-kernel-source) with_kernel_source=true ;;
+  --with-containerd) with_containerd=true ;;
+  *) echo "hack/deps.sh: unknown flag $a" >&2; exit 2 ;;
+  esac
+done
 
 pkgs=(qemu-system-x86 busybox-static e2fsprogs iproute2 util-linux linux-image-cloud-amd64 ca-certificates)
 # The Debian images of `petty image build` (image.Store): mmdebstrap (run as root,
@@ -15,8 +25,15 @@ pkgs+=(nodejs npm)
 # The kernel compiled from source (image.Options.KernelSource, petty image build
 # --kernel-source): the source tarball and what tinyconfig + microvm.config needs
 # (no libssl-dev or cpio: no modules, no module signing, no in-kernel headers).
-if [ "${1:-}" = "--with-kernel-source" ]; then
+if $with_kernel_source; then
   pkgs+=(linux-source-6.1 build-essential bc bison flex libelf-dev xz-utils)
+fi
+# The containerd shim (cmd/containerd-shim-petty-v2): Debian's containerd 1.6
+# (ctr included) and runc, which containerd needs for its own plugins. The
+# guest side uses QEMU's virtiofsd (/usr/lib/qemu/virtiofsd, in
+# qemu-system-common) and script(1) from util-linux for the terminal test.
+if $with_containerd; then
+  pkgs+=(containerd runc)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

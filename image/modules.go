@@ -40,6 +40,7 @@ const (
 	virtioBlock   = "virtio:0x0002" // VIRTIO_ID_BLOCK
 	virtioConsole = "virtio:0x0003" // VIRTIO_ID_CONSOLE
 	virtioVsock   = "virtio:0x0013" // VIRTIO_ID_VSOCK
+	virtioFS      = "virtio:0x001a" // VIRTIO_ID_FS
 )
 
 // guestModules are the modules the initramfs may load, roots of the
@@ -60,6 +61,9 @@ var guestModules = []moduleWant{
 	{name: "vsock", device: virtioVsock},
 	{name: "vmw_vsock_virtio_transport_common", device: virtioVsock},
 	{name: "vmw_vsock_virtio_transport", device: virtioVsock},
+	// Shared directories (vm.Share: virtio-fs, a container's root file
+	// system under the containerd shim). Debian's cloud kernel has no 9p.
+	{name: "virtiofs", optional: true, device: virtioFS},
 }
 
 // rootModules are the modules a store image with a root file system adds

@@ -57,6 +57,17 @@ type Spec struct {
 	// Sandbox runs QEMU under its seccomp filter (-sandbox SandboxOptions);
 	// see SandboxSupported.
 	Sandbox bool
+	// FS are virtio-fs devices (vhost-user-fs); with any, guest memory is a
+	// shared memfd, which vhost-user needs.
+	FS []FS
+}
+
+// FS is a virtio-fs device served by a vhost-user backend (virtiofsd).
+type FS struct {
+	// Tag is the name the guest mounts.
+	Tag string
+	// Socket is the backend's unix socket.
+	Socket string
 }
 
 // Drive is a raw disk image attached as virtio-blk.
@@ -95,7 +106,14 @@ func (s *Spec) Args() []string {
 	if s.Name != "" {
 		a = append(a, "-name", escape(s.Name))
 	}
-	a = append(a, "-M", machineOptions)
+	if len(s.FS) > 0 {
+		a = append(a, "-object", "memory-backend-memfd,id=mem,share=on,size="+strconv.Itoa(s.MemoryMiB)+"M",
+			"-M", machineOptions+",memory-backend=mem",
+			// libvhost-user (virtiofsd) serves only modern virtio devices.
+			"-global", "virtio-mmio.force-legacy=false")
+	} else {
+		a = append(a, "-M", machineOptions)
+	}
 	switch s.Accel {
 	case AccelKVM:
 		a = append(a, "-accel", "kvm", "-cpu", "host")
@@ -145,6 +163,11 @@ func (s *Spec) Args() []string {
 			"-chardev", "socket,id=agent,path="+escape(s.AgentSocket)+",server=on,wait=off",
 			"-device", "virtserialport,chardev=agent,name="+AgentPortName,
 		)
+	}
+	for i, f := range s.FS {
+		id := "fs" + strconv.Itoa(i)
+		a = append(a, "-chardev", "socket,id="+id+",path="+escape(f.Socket),
+			"-device", "vhost-user-fs-device,chardev="+id+",tag="+escape(f.Tag))
 	}
 	a = append(a,
 		"-chardev", "socket,id=qmp,path="+escape(s.QMPSocket)+",server=on,wait=off",

@@ -78,6 +78,9 @@ type Config struct {
 	Network *Network
 	// Vsock adds a vsock device, the channel of the guest agent. Optional.
 	Vsock *Vsock
+	// Shares are host directories shared with the guest (virtio-fs, QEMU
+	// only; see Share). Optional.
+	Shares []Share
 
 	// FirecrackerBin is the firecracker executable. Default: the value of
 	// $PETTY_FIRECRACKER_BIN, then "firecracker" looked up in $PATH.
@@ -145,6 +148,7 @@ type Vsock struct {
 func (c Config) clone() Config {
 	out := c
 	out.Drives = append([]Drive(nil), c.Drives...)
+	out.Shares = append([]Share(nil), c.Shares...)
 	if c.Network != nil {
 		n := *c.Network
 		out.Network = &n

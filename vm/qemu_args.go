@@ -75,6 +75,7 @@ func qemuSpec(id string, c *Config, runDir string, h qemuHost) qemu.Spec {
 		Initrd:    c.Initrd,
 		QMPSocket: filepath.Join(runDir, qmpSocketName),
 		Sandbox:   h.sandbox,
+		FS:        qemuShares(c),
 	}
 	for _, d := range c.allDrives() {
 		s.Drives = append(s.Drives, qemu.Drive{ID: d.ID, Path: d.Path, ReadOnly: d.ReadOnly})

@@ -44,6 +44,7 @@ func (c Config) Validate() error {
 	v.cmdline(&d)
 	v.network(d.Network)
 	v.vsock(&d)
+	v.shares(&d)
 	v.runDir(d.RunDir)
 	return errors.Join(v.errs...)
 }

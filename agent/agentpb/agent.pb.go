@@ -151,7 +151,17 @@ type ExecStart struct {
 	// kill_grace_ns is how long a command whose timeout expired has between
 	// SIGTERM and SIGKILL to its process group; 0 means the agent's default
 	// (2 s).
-	KillGraceNs   int64 `protobuf:"varint,10,opt,name=kill_grace_ns,json=killGraceNs,proto3" json:"kill_grace_ns,omitempty"`
+	KillGraceNs int64 `protobuf:"varint,10,opt,name=kill_grace_ns,json=killGraceNs,proto3" json:"kill_grace_ns,omitempty"`
+	// root is a directory of the guest the command runs chrooted in (a
+	// container's root file system); paths in args[0] and dir are inside
+	// it. Empty: the guest's own root.
+	Root string `protobuf:"bytes,8,opt,name=root,proto3" json:"root,omitempty"`
+	// new_namespaces runs the command in new mount and PID namespaces (it
+	// is PID 1 of its own PID namespace, as in a container).
+	NewNamespaces bool `protobuf:"varint,9,opt,name=new_namespaces,json=newNamespaces,proto3" json:"new_namespaces,omitempty"`
+	// tty gives the command a new pseudo-terminal as its controlling
+	// terminal and stdio; its output comes back as stdout only.
+	Tty           bool `protobuf:"varint,11,opt,name=tty,proto3" json:"tty,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -242,6 +252,27 @@ func (x *ExecStart) GetKillGraceNs() int64 {
 	return 0
 }
 
+func (x *ExecStart) GetRoot() string {
+	if x != nil {
+		return x.Root
+	}
+	return ""
+}
+
+func (x *ExecStart) GetNewNamespaces() bool {
+	if x != nil {
+		return x.NewNamespaces
+	}
+	return false
+}
+
+func (x *ExecStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
 type ExecInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -252,6 +283,7 @@ type ExecInput struct {
 	//	*ExecInput_Credit
 	//	*ExecInput_Kill
 	//	*ExecInput_Signal
+	//	*ExecInput_Resize
 	Msg           isExecInput_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -348,6 +380,15 @@ func (x *ExecInput) GetSignal() int32 {
 	return 0
 }
 
+func (x *ExecInput) GetResize() *Resize {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecInput_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
 type isExecInput_Msg interface {
 	isExecInput_Msg()
 }
@@ -379,6 +420,11 @@ type ExecInput_Signal struct {
 	Signal int32 `protobuf:"varint,6,opt,name=signal,proto3,oneof"`
 }
 
+type ExecInput_Resize struct {
+	// resize sets the window size of the command's terminal (tty).
+	Resize *Resize `protobuf:"bytes,7,opt,name=resize,proto3,oneof"`
+}
+
 func (*ExecInput_Start) isExecInput_Msg() {}
 
 func (*ExecInput_Stdin) isExecInput_Msg() {}
@@ -390,6 +436,61 @@ func (*ExecInput_Credit) isExecInput_Msg() {}
 func (*ExecInput_Kill) isExecInput_Msg() {}
 
 func (*ExecInput_Signal) isExecInput_Msg() {}
+
+func (*ExecInput_Resize) isExecInput_Msg() {}
+
+// Resize is a terminal's window size in character cells.
+type Resize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resize) Reset() {
+	*x = Resize{}
+	mi := &file_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resize) ProtoMessage() {}
+
+func (x *Resize) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resize.ProtoReflect.Descriptor instead.
+func (*Resize) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Resize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *Resize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
 
 type ExecExit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -403,7 +504,7 @@ type ExecExit struct {
 
 func (x *ExecExit) Reset() {
 	*x = ExecExit{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +516,7 @@ func (x *ExecExit) String() string {
 func (*ExecExit) ProtoMessage() {}
 
 func (x *ExecExit) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +529,7 @@ func (x *ExecExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
 func (*ExecExit) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExecExit) GetCode() int32 {
@@ -475,7 +576,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +588,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +601,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecOutput) GetMsg() isExecOutput_Msg {
@@ -603,7 +704,7 @@ type ReadFileInput struct {
 
 func (x *ReadFileInput) Reset() {
 	*x = ReadFileInput{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +716,7 @@ func (x *ReadFileInput) String() string {
 func (*ReadFileInput) ProtoMessage() {}
 
 func (x *ReadFileInput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +729,7 @@ func (x *ReadFileInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileInput.ProtoReflect.Descriptor instead.
 func (*ReadFileInput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadFileInput) GetMsg() isReadFileInput_Msg {
@@ -685,7 +786,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +798,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +811,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FileInfo) GetName() string {
@@ -762,7 +863,7 @@ type ReadFileOutput struct {
 
 func (x *ReadFileOutput) Reset() {
 	*x = ReadFileOutput{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +875,7 @@ func (x *ReadFileOutput) String() string {
 func (*ReadFileOutput) ProtoMessage() {}
 
 func (x *ReadFileOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +888,7 @@ func (x *ReadFileOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileOutput.ProtoReflect.Descriptor instead.
 func (*ReadFileOutput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadFileOutput) GetMsg() isReadFileOutput_Msg {
@@ -857,7 +958,7 @@ type WriteFileHeader struct {
 
 func (x *WriteFileHeader) Reset() {
 	*x = WriteFileHeader{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +970,7 @@ func (x *WriteFileHeader) String() string {
 func (*WriteFileHeader) ProtoMessage() {}
 
 func (x *WriteFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +983,7 @@ func (x *WriteFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileHeader.ProtoReflect.Descriptor instead.
 func (*WriteFileHeader) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WriteFileHeader) GetPath() string {
@@ -920,7 +1021,7 @@ type WriteFileInput struct {
 
 func (x *WriteFileInput) Reset() {
 	*x = WriteFileInput{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1033,7 @@ func (x *WriteFileInput) String() string {
 func (*WriteFileInput) ProtoMessage() {}
 
 func (x *WriteFileInput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1046,7 @@ func (x *WriteFileInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileInput.ProtoReflect.Descriptor instead.
 func (*WriteFileInput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WriteFileInput) GetMsg() isWriteFileInput_Msg {
@@ -1017,7 +1118,7 @@ type WriteFileOutput struct {
 
 func (x *WriteFileOutput) Reset() {
 	*x = WriteFileOutput{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1130,7 @@ func (x *WriteFileOutput) String() string {
 func (*WriteFileOutput) ProtoMessage() {}
 
 func (x *WriteFileOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1143,7 @@ func (x *WriteFileOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFileOutput.ProtoReflect.Descriptor instead.
 func (*WriteFileOutput) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WriteFileOutput) GetMsg() isWriteFileOutput_Msg {
@@ -1095,7 +1196,7 @@ type ListDirRequest struct {
 
 func (x *ListDirRequest) Reset() {
 	*x = ListDirRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1208,7 @@ func (x *ListDirRequest) String() string {
 func (*ListDirRequest) ProtoMessage() {}
 
 func (x *ListDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1221,7 @@ func (x *ListDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDirRequest.ProtoReflect.Descriptor instead.
 func (*ListDirRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListDirRequest) GetPath() string {
@@ -1139,7 +1240,7 @@ type ListDirResponse struct {
 
 func (x *ListDirResponse) Reset() {
 	*x = ListDirResponse{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1252,7 @@ func (x *ListDirResponse) String() string {
 func (*ListDirResponse) ProtoMessage() {}
 
 func (x *ListDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1265,7 @@ func (x *ListDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDirResponse.ProtoReflect.Descriptor instead.
 func (*ListDirResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListDirResponse) GetEntries() []*FileInfo {
@@ -1183,7 +1284,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1296,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1309,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatRequest) GetPath() string {
@@ -1227,7 +1328,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1340,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1353,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatResponse) GetInfo() *FileInfo {
@@ -1271,7 +1372,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1384,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1397,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ShutdownRequest) GetReboot() bool {
@@ -1314,7 +1415,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1427,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1440,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -1351,7 +1452,7 @@ const file_agent_proto_rawDesc = "" +
 	"\fPingResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1b\n" +
 	"\tuptime_ns\x18\x02 \x01(\x03R\buptimeNs\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\x03R\x03pid\"\xcf\x01\n" +
+	"\x03pid\x18\x03 \x01(\x03R\x03pid\"\x9c\x02\n" +
 	"\tExecStart\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x02 \x03(\tR\x03env\x12\x10\n" +
@@ -1363,7 +1464,10 @@ const file_agent_proto_rawDesc = "" +
 	"max_output\x18\x06 \x01(\x03R\tmaxOutput\x12\x12\n" +
 	"\x04user\x18\a \x01(\tR\x04user\x12\"\n" +
 	"\rkill_grace_ns\x18\n" +
-	" \x01(\x03R\vkillGraceNs\"\xca\x01\n" +
+	" \x01(\x03R\vkillGraceNs\x12\x12\n" +
+	"\x04root\x18\b \x01(\tR\x04root\x12%\n" +
+	"\x0enew_namespaces\x18\t \x01(\bR\rnewNamespaces\x12\x10\n" +
+	"\x03tty\x18\v \x01(\bR\x03tty\"\xfc\x01\n" +
 	"\tExecInput\x121\n" +
 	"\x05start\x18\x01 \x01(\v2\x19.petty.agent.v1.ExecStartH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12!\n" +
@@ -1371,8 +1475,12 @@ const file_agent_proto_rawDesc = "" +
 	"stdinClose\x12\x18\n" +
 	"\x06credit\x18\x04 \x01(\rH\x00R\x06credit\x12\x14\n" +
 	"\x04kill\x18\x05 \x01(\bH\x00R\x04kill\x12\x18\n" +
-	"\x06signal\x18\x06 \x01(\x05H\x00R\x06signalB\x05\n" +
-	"\x03msg\"q\n" +
+	"\x06signal\x18\x06 \x01(\x05H\x00R\x06signal\x120\n" +
+	"\x06resize\x18\a \x01(\v2\x16.petty.agent.v1.ResizeH\x00R\x06resizeB\x05\n" +
+	"\x03msg\"0\n" +
+	"\x06Resize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"q\n" +
 	"\bExecExit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\tR\x06signal\x12\x1c\n" +
@@ -1447,53 +1555,55 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),      // 0: petty.agent.v1.PingRequest
 	(*PingResponse)(nil),     // 1: petty.agent.v1.PingResponse
 	(*ExecStart)(nil),        // 2: petty.agent.v1.ExecStart
 	(*ExecInput)(nil),        // 3: petty.agent.v1.ExecInput
-	(*ExecExit)(nil),         // 4: petty.agent.v1.ExecExit
-	(*ExecOutput)(nil),       // 5: petty.agent.v1.ExecOutput
-	(*ReadFileInput)(nil),    // 6: petty.agent.v1.ReadFileInput
-	(*FileInfo)(nil),         // 7: petty.agent.v1.FileInfo
-	(*ReadFileOutput)(nil),   // 8: petty.agent.v1.ReadFileOutput
-	(*WriteFileHeader)(nil),  // 9: petty.agent.v1.WriteFileHeader
-	(*WriteFileInput)(nil),   // 10: petty.agent.v1.WriteFileInput
-	(*WriteFileOutput)(nil),  // 11: petty.agent.v1.WriteFileOutput
-	(*ListDirRequest)(nil),   // 12: petty.agent.v1.ListDirRequest
-	(*ListDirResponse)(nil),  // 13: petty.agent.v1.ListDirResponse
-	(*StatRequest)(nil),      // 14: petty.agent.v1.StatRequest
-	(*StatResponse)(nil),     // 15: petty.agent.v1.StatResponse
-	(*ShutdownRequest)(nil),  // 16: petty.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil), // 17: petty.agent.v1.ShutdownResponse
+	(*Resize)(nil),           // 4: petty.agent.v1.Resize
+	(*ExecExit)(nil),         // 5: petty.agent.v1.ExecExit
+	(*ExecOutput)(nil),       // 6: petty.agent.v1.ExecOutput
+	(*ReadFileInput)(nil),    // 7: petty.agent.v1.ReadFileInput
+	(*FileInfo)(nil),         // 8: petty.agent.v1.FileInfo
+	(*ReadFileOutput)(nil),   // 9: petty.agent.v1.ReadFileOutput
+	(*WriteFileHeader)(nil),  // 10: petty.agent.v1.WriteFileHeader
+	(*WriteFileInput)(nil),   // 11: petty.agent.v1.WriteFileInput
+	(*WriteFileOutput)(nil),  // 12: petty.agent.v1.WriteFileOutput
+	(*ListDirRequest)(nil),   // 13: petty.agent.v1.ListDirRequest
+	(*ListDirResponse)(nil),  // 14: petty.agent.v1.ListDirResponse
+	(*StatRequest)(nil),      // 15: petty.agent.v1.StatRequest
+	(*StatResponse)(nil),     // 16: petty.agent.v1.StatResponse
+	(*ShutdownRequest)(nil),  // 17: petty.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil), // 18: petty.agent.v1.ShutdownResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: petty.agent.v1.ExecInput.start:type_name -> petty.agent.v1.ExecStart
-	4,  // 1: petty.agent.v1.ExecOutput.exit:type_name -> petty.agent.v1.ExecExit
-	7,  // 2: petty.agent.v1.ReadFileOutput.info:type_name -> petty.agent.v1.FileInfo
-	9,  // 3: petty.agent.v1.WriteFileInput.header:type_name -> petty.agent.v1.WriteFileHeader
-	7,  // 4: petty.agent.v1.ListDirResponse.entries:type_name -> petty.agent.v1.FileInfo
-	7,  // 5: petty.agent.v1.StatResponse.info:type_name -> petty.agent.v1.FileInfo
-	0,  // 6: petty.agent.v1.Agent.Ping:input_type -> petty.agent.v1.PingRequest
-	3,  // 7: petty.agent.v1.Agent.Exec:input_type -> petty.agent.v1.ExecInput
-	6,  // 8: petty.agent.v1.Agent.ReadFile:input_type -> petty.agent.v1.ReadFileInput
-	10, // 9: petty.agent.v1.Agent.WriteFile:input_type -> petty.agent.v1.WriteFileInput
-	12, // 10: petty.agent.v1.Agent.ListDir:input_type -> petty.agent.v1.ListDirRequest
-	14, // 11: petty.agent.v1.Agent.Stat:input_type -> petty.agent.v1.StatRequest
-	16, // 12: petty.agent.v1.Agent.Shutdown:input_type -> petty.agent.v1.ShutdownRequest
-	1,  // 13: petty.agent.v1.Agent.Ping:output_type -> petty.agent.v1.PingResponse
-	5,  // 14: petty.agent.v1.Agent.Exec:output_type -> petty.agent.v1.ExecOutput
-	8,  // 15: petty.agent.v1.Agent.ReadFile:output_type -> petty.agent.v1.ReadFileOutput
-	11, // 16: petty.agent.v1.Agent.WriteFile:output_type -> petty.agent.v1.WriteFileOutput
-	13, // 17: petty.agent.v1.Agent.ListDir:output_type -> petty.agent.v1.ListDirResponse
-	15, // 18: petty.agent.v1.Agent.Stat:output_type -> petty.agent.v1.StatResponse
-	17, // 19: petty.agent.v1.Agent.Shutdown:output_type -> petty.agent.v1.ShutdownResponse
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	4,  // 1: petty.agent.v1.ExecInput.resize:type_name -> petty.agent.v1.Resize
+	5,  // 2: petty.agent.v1.ExecOutput.exit:type_name -> petty.agent.v1.ExecExit
+	8,  // 3: petty.agent.v1.ReadFileOutput.info:type_name -> petty.agent.v1.FileInfo
+	10, // 4: petty.agent.v1.WriteFileInput.header:type_name -> petty.agent.v1.WriteFileHeader
+	8,  // 5: petty.agent.v1.ListDirResponse.entries:type_name -> petty.agent.v1.FileInfo
+	8,  // 6: petty.agent.v1.StatResponse.info:type_name -> petty.agent.v1.FileInfo
+	0,  // 7: petty.agent.v1.Agent.Ping:input_type -> petty.agent.v1.PingRequest
+	3,  // 8: petty.agent.v1.Agent.Exec:input_type -> petty.agent.v1.ExecInput
+	7,  // 9: petty.agent.v1.Agent.ReadFile:input_type -> petty.agent.v1.ReadFileInput
+	11, // 10: petty.agent.v1.Agent.WriteFile:input_type -> petty.agent.v1.WriteFileInput
+	13, // 11: petty.agent.v1.Agent.ListDir:input_type -> petty.agent.v1.ListDirRequest
+	15, // 12: petty.agent.v1.Agent.Stat:input_type -> petty.agent.v1.StatRequest
+	17, // 13: petty.agent.v1.Agent.Shutdown:input_type -> petty.agent.v1.ShutdownRequest
+	1,  // 14: petty.agent.v1.Agent.Ping:output_type -> petty.agent.v1.PingResponse
+	6,  // 15: petty.agent.v1.Agent.Exec:output_type -> petty.agent.v1.ExecOutput
+	9,  // 16: petty.agent.v1.Agent.ReadFile:output_type -> petty.agent.v1.ReadFileOutput
+	12, // 17: petty.agent.v1.Agent.WriteFile:output_type -> petty.agent.v1.WriteFileOutput
+	14, // 18: petty.agent.v1.Agent.ListDir:output_type -> petty.agent.v1.ListDirResponse
+	16, // 19: petty.agent.v1.Agent.Stat:output_type -> petty.agent.v1.StatResponse
+	18, // 20: petty.agent.v1.Agent.Shutdown:output_type -> petty.agent.v1.ShutdownResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1508,29 +1618,30 @@ func file_agent_proto_init() {
 		(*ExecInput_Credit)(nil),
 		(*ExecInput_Kill)(nil),
 		(*ExecInput_Signal)(nil),
+		(*ExecInput_Resize)(nil),
 	}
-	file_agent_proto_msgTypes[5].OneofWrappers = []any{
+	file_agent_proto_msgTypes[6].OneofWrappers = []any{
 		(*ExecOutput_StartedPid)(nil),
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_Credit)(nil),
 		(*ExecOutput_Exit)(nil),
 	}
-	file_agent_proto_msgTypes[6].OneofWrappers = []any{
+	file_agent_proto_msgTypes[7].OneofWrappers = []any{
 		(*ReadFileInput_Path)(nil),
 		(*ReadFileInput_Credit)(nil),
 	}
-	file_agent_proto_msgTypes[8].OneofWrappers = []any{
+	file_agent_proto_msgTypes[9].OneofWrappers = []any{
 		(*ReadFileOutput_Info)(nil),
 		(*ReadFileOutput_Data)(nil),
 		(*ReadFileOutput_Eof)(nil),
 	}
-	file_agent_proto_msgTypes[10].OneofWrappers = []any{
+	file_agent_proto_msgTypes[11].OneofWrappers = []any{
 		(*WriteFileInput_Header)(nil),
 		(*WriteFileInput_Data)(nil),
 		(*WriteFileInput_Close)(nil),
 	}
-	file_agent_proto_msgTypes[11].OneofWrappers = []any{
+	file_agent_proto_msgTypes[12].OneofWrappers = []any{
 		(*WriteFileOutput_Credit)(nil),
 		(*WriteFileOutput_Written)(nil),
 	}
@@ -1540,7 +1651,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -56,7 +56,11 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 	if err != nil {
 		return err
 	}
-	pipes, err := newExecPipes(cmd, start.Stdin)
+	newPipes := newExecPipes
+	if start.Tty {
+		newPipes = newTTYPipes
+	}
+	pipes, err := newPipes(cmd, start.Stdin)
 	if err != nil {
 		return err
 	}
@@ -146,6 +150,8 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 				if m.Signal > 0 && m.Signal <= maxSignal {
 					p.signalGroup(unix.Signal(m.Signal))
 				}
+			case *agentpb.ExecInput_Resize:
+				pipes.resize(m.Resize)
 			}
 		}
 	}()
@@ -215,6 +221,9 @@ func (s *service) Exec(ctx context.Context, stream execStream) error {
 // directory (commandEnv, commandDir); guestInit says the agent is the
 // guest's init.
 func buildCmd(start *agentpb.ExecStart, guestInit bool) (*exec.Cmd, error) {
+	if err := checkRoot(start.Root); err != nil {
+		return nil, err
+	}
 	id, err := lookupIdentity(start.User)
 	if err != nil {
 		return nil, err
@@ -226,12 +235,15 @@ func buildCmd(start *agentpb.ExecStart, guestInit bool) (*exec.Cmd, error) {
 			pathEnv = v
 		}
 	}
-	name, err := lookPath(start.Args[0], pathEnv)
+	name, err := lookPath(start.Root, start.Args[0], pathEnv)
 	if err != nil {
 		return nil, err
 	}
 	dir := commandDir(start.Dir, id, guestInit)
-	if fi, err := os.Stat(dir); dir != "" && (err != nil || !fi.IsDir()) {
+	if start.Root != "" && start.Dir == "" {
+		dir = "/"
+	}
+	if fi, err := os.Stat(inRoot(start.Root, dir)); dir != "" && (err != nil || !fi.IsDir()) {
 		return nil, errorf(wire.InvalidArgument, "exec: working directory %q: not a directory (%v)", dir, err)
 	}
 	cmd := &exec.Cmd{
@@ -241,12 +253,14 @@ func buildCmd(start *agentpb.ExecStart, guestInit bool) (*exec.Cmd, error) {
 		Dir:         dir,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: id.cred},
 	}
+	applyContainer(start, cmd.SysProcAttr)
 	return cmd, nil
 }
 
 // lookPath resolves file against the command's own PATH (exec.LookPath would
-// use the agent's).
-func lookPath(file, pathEnv string) (string, error) {
+// use the agent's), in the directory root the command is chrooted in ("" for
+// none); the result is a path inside root.
+func lookPath(root, file, pathEnv string) (string, error) {
 	if strings.Contains(file, "/") {
 		return file, nil
 	}
@@ -255,7 +269,7 @@ func lookPath(file, pathEnv string) (string, error) {
 			dir = "."
 		}
 		p := filepath.Join(dir, file)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		if executableIn(root, p) {
 			return p, nil
 		}
 	}
@@ -264,6 +278,7 @@ func lookPath(file, pathEnv string) (string, error) {
 
 // execPipes are the command's stdio pipes; the agent keeps the parent ends.
 type execPipes struct {
+	tty              *os.File // a terminal's master (stdoutR too), or nil
 	stdinR, stdinW   *os.File
 	stdoutR, stdoutW *os.File
 	stderrR, stderrW *os.File
