@@ -20,8 +20,13 @@ pkgs=(qemu-system-x86 busybox-static e2fsprogs iproute2 util-linux linux-image-c
 # --mode=root; as another user it needs uidmap and /etc/subuid for --mode=unshare)
 # and the archive's keys.
 pkgs+=(mmdebstrap debian-archive-keyring)
-# E2B's JS SDK in e2bserver's end-to-end test (npm ci in e2bserver/testdata/js).
-pkgs+=(nodejs npm)
+# E2B's JS SDK in e2bserver's end-to-end test (npm ci in e2bserver/testdata/js):
+# Node.js and npm from Debian, unless the machine already has both (a Node.js
+# from elsewhere, e.g. NodeSource's nodejs, bundles npm and conflicts with
+# Debian's npm package).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  pkgs+=(nodejs npm)
+fi
 # The kernel compiled from source (image.Options.KernelSource, petty image build
 # --kernel-source): the source tarball and what tinyconfig + microvm.config needs
 # (no libssl-dev or cpio: no modules, no module signing, no in-kernel headers).
