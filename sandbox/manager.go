@@ -365,6 +365,7 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	defer m.destroying.Done()
+	defer m.wakeFiller() // its memory is free for the pool
 	return s.destroy(ctx)
 }
 
@@ -381,6 +382,7 @@ func (m *Manager) expire(s *Sandbox) {
 		return
 	}
 	defer m.destroying.Done()
+	defer m.wakeFiller()
 	m.log.Info("sandbox expired", "id", s.id)
 	if err := s.destroy(context.Background()); err != nil {
 		m.log.Warn("destroying an expired sandbox", "id", s.id, "err", err)
