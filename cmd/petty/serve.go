@@ -47,8 +47,11 @@ func (a *app) serveCommand() *cobra.Command {
 /healthz and Prometheus metrics at /metrics. Every request needs the bearer token
 from $PETTY_TOKEN or --token-file; with neither, petty generates one into a 0600
 file and logs its path (and then listens on loopback only). --listen unix://PATH
-listens on a 0600 unix socket. SIGTERM stops accepting, destroys every sandbox
-and exits 0.`,
+listens on a 0600 unix socket. --pool N keeps N sandboxes ready (their agent
+answering) for create_sandbox to hand out at once, refilled in the background;
+they count against --memory-share. Sandboxes start from a template snapshot of
+the image where the VMM can (--snapshots). SIGTERM stops accepting, destroys
+every sandbox and pooled VM and exits 0.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.serve(&f, listen, tokenFile) },
 	}
