@@ -35,6 +35,11 @@ type Machine struct {
 	vsockFile *ownedFile
 	// destroyed is made by the first Destroy and closed once it is done.
 	destroyed chan struct{}
+	// restore, set by Restore, makes the next Start restore a snapshot
+	// instead of booting; Start clears it.
+	restore *restorePlan
+	// snapMu serialises Snapshot calls.
+	snapMu sync.Mutex
 }
 
 // New validates cfg, allocates an ID and returns a Machine in state Created.
@@ -180,7 +185,8 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 		return opError("start", m.id, err)
 	}
 	be := m.newBackend()
-	b := &boot{id: m.id, cfg: &m.cfg, runDir: m.runDir}
+	b := &boot{id: m.id, cfg: &m.cfg, runDir: m.runDir, restore: m.restore}
+	m.restore = nil
 	cmd, err := be.command(b)
 	if err != nil {
 		m.mu.Unlock()

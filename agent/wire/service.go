@@ -17,6 +17,9 @@ const (
 	MethodExec      = "Exec"
 	MethodReadFile  = "ReadFile"
 	MethodWriteFile = "WriteFile"
+	// MethodRefresh (unary) makes a VM restored from a snapshot its own
+	// machine: RNG reseed, wall clock, host name.
+	MethodRefresh = "Refresh"
 )
 
 // DefaultPort is the AF_VSOCK port petty-agent listens on by default.
