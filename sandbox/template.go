@@ -81,8 +81,8 @@ func (m *Manager) template(ctx context.Context, name string, img Image, ident id
 	if tp != nil {
 		select {
 		case <-tp.done:
-			if tp.err != nil && time.Since(tp.at) >= templateRetry {
-				tp = nil // try again
+			if tp.err != nil && !errors.Is(tp.err, vm.ErrSnapshotUnsupported) && time.Since(tp.at) >= templateRetry {
+				tp = nil // try again (a VMM that cannot snapshot never will)
 			}
 		default:
 		}
@@ -146,6 +146,10 @@ func (m *Manager) snapshotTemplate(ctx context.Context, dir string, img Image, i
 		return err
 	}
 	defer m.discard(ctx, inst)
+	// The clones' agents start with no connection: each clone's host dials
+	// its own.
+	_ = inst.client.Close()
+	inst.client = nil
 	root := filepath.Dir(dir)
 	tmp, err := os.MkdirTemp(root, ".building-")
 	if err != nil {
@@ -213,7 +217,7 @@ func (m *Manager) restore(ctx context.Context, name string, img Image, ident ide
 	progress("restoring the template snapshot")
 	bctx, cancel := context.WithTimeout(ctx, m.cfg.BootTimeout)
 	defer cancel()
-	inst, err := restoreVM(bctx, dir, cfg, m.cfg.WorkDir)
+	inst, err := restoreVM(bctx, dir, cfg)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.invalidate(ident)
@@ -249,5 +253,3 @@ func (m *Manager) closeTemplates() error {
 	return nil
 }
 
-// errSnapshotsUnavailable is returned when the VM layer cannot snapshot.
-var errSnapshotsUnavailable = errors.New("sandbox: snapshots are not available")
