@@ -55,11 +55,11 @@ func closeClean(t *testing.T, m *sandbox.Manager, runRoot string, pids ...int) {
 	testutil.CheckNoChildren(t)
 }
 
-// TestQEMUPool: real guests in the pool: an acquire hands out a pooled
+// TestQEMUPool: real guests in the pool, restored from the template: an acquire hands out a pooled
 // guest whose agent answers, the pool refills, a pooled guest whose QEMU
 // was killed is never handed out and is replaced, and Close leaves nothing.
 func TestQEMUPool(t *testing.T) {
-	m, runRoot := qemuManager(t, sandbox.Config{Pool: 1})
+	m, runRoot := qemuManager(t, sandbox.Config{Pool: 1, Snapshots: true})
 	var seen []int
 	defer func() { closeClean(t, m, runRoot, seen...) }()
 

@@ -252,4 +252,3 @@ func (m *Manager) closeTemplates() error {
 	}
 	return nil
 }
-
