@@ -178,6 +178,13 @@ func (a *app) serve(f *sandboxFlags, listen, tokenFile string) (retErr error) {
 		return err
 	}
 	metrics = newServeMetrics(mgr.Len)
+	if f.pool > 0 {
+		go func() { // ends when the pool is full, or at SIGTERM or Close
+			if mgr.WaitPool(ctx) == nil {
+				fmt.Fprintf(a.stderr, "petty serve: pool ready: %d sandboxes\n", mgr.Pooled())
+			}
+		}()
+	}
 	defer func() {
 		if err := a.closeManager(mgr); err != nil && retErr == nil {
 			retErr = err
