@@ -3,11 +3,13 @@ package sandbox_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -214,5 +216,47 @@ func TestPoolMemoryAdmission(t *testing.T) {
 	waitPool(t, m)
 	if n := m.Pooled(); n != 2 {
 		t.Errorf("Pooled = %d after the sandboxes left, want 2", n)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSnapshotsFallBack: with Snapshots on a VMM that cannot snapshot, the
+// template is tried once, sandboxes boot cold and the reason is logged.
+func TestSnapshotsFallBack(t *testing.T) {
+	var made templateCounter
+	var logs syncBuffer
+	m := fakeManager(t, sandbox.Config{Snapshots: true, StateDir: filepath.Join(t.TempDir(), "state"), OnTemplate: made.on,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for range 2 {
+		s, steps := createSteps(t, m, sandbox.Options{})
+		if res, err := s.Run(t.Context(), sandbox.RunOptions{Args: []string{"true"}}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("Run = %+v, %v", res, err)
+		}
+		if !slices.Contains(steps, "booting VM") {
+			t.Skipf("the fake firecracker restores snapshots now (steps %q): nothing falls back", steps)
+		}
+	}
+	if made.count() != 1 || !strings.Contains(made.made[0], "not supported") {
+		t.Errorf("templates tried: %q, want one that failed for want of snapshots", made.made)
+	}
+	if n := strings.Count(logs.String(), "booting cold"); n != 2 || !strings.Contains(logs.String(), "snapshot not supported") {
+		t.Errorf("logs (%d fallbacks):\n%s", n, logs.String())
 	}
 }
