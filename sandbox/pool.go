@@ -109,7 +109,8 @@ func (m *Manager) acquire(ctx context.Context, key poolKey, ident identity) (*in
 		m.creating.Add(1)
 		m.poolChangedLocked()
 		m.mu.Unlock()
-		m.wakeFiller()
+		// The refill starts once the hand-out is decided: a VM starting
+		// now would compete with the health check for the CPU.
 		inst.unwatch()
 		inst.unwatch = nil
 
@@ -124,6 +125,7 @@ func (m *Manager) acquire(ctx context.Context, key poolKey, ident identity) (*in
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
+					m.wakeFiller()
 					m.discardAsync(inst)
 					m.unreserve(inst.memoryMiB)
 					return nil, fmt.Errorf("sandbox: checking a pooled VM: %w", ctx.Err())
@@ -131,6 +133,7 @@ func (m *Manager) acquire(ctx context.Context, key poolKey, ident identity) (*in
 				why = "its agent did not answer: " + err.Error()
 			}
 		}
+		m.wakeFiller()
 		if why == "" {
 			inst.origin = "pool"
 			return inst, nil
