@@ -133,7 +133,14 @@ func run(n, acquires, clones int, idle time.Duration, accel, agentBin string) er
 		return fmt.Errorf("memory: %w", err)
 	}
 
-	fmt.Printf("snapbench: accelerator %s, %s\nkernel %s\ninitrd %s\n1 vCPU, 256 MiB, microvm\n\n", accel, qemuBin, img.Kernel, img.Initrd)
+	resolved := accel
+	if accel == "auto" {
+		resolved = qemu.AccelTCG
+		if ok, _ := qemu.KVMUsable(); ok {
+			resolved = qemu.AccelKVM
+		}
+	}
+	fmt.Printf("snapbench: accelerator %s (-accel %s), %s\nkernel %s\ninitrd %s\n1 vCPU, 256 MiB, microvm\n\n", resolved, accel, qemuBin, img.Kernel, img.Initrd)
 	fmt.Printf("%-56s %9s %9s\n", "", "p50", "p90")
 	fmt.Printf("%-56s %8.3fs %8.3fs\n", fmt.Sprintf("cold: vm.Create → agent Ping answered (%d)", n), stats.Percentile(colds, 50).Seconds(), stats.Percentile(colds, 90).Seconds())
 	fmt.Printf("%-56s %8.3fs %8.3fs\n", fmt.Sprintf("restore: vm.Restore → agent Ping answered (%d)", n), stats.Percentile(restores, 50).Seconds(), stats.Percentile(restores, 90).Seconds())
