@@ -98,7 +98,7 @@ func (m *Manager) template(ctx context.Context, name string, img Image, ident id
 			t.byKey = map[identity]*template{}
 		}
 		t.byKey[ident] = tp
-		if b, err := os.ReadFile(filepath.Join(tp.dir, templateMarker)); err == nil && string(b) == string(ident) {
+		if templateAt(tp.dir, ident) {
 			tp.at = time.Now()
 			close(tp.done)
 			m.log.Info("using a template snapshot made earlier", "image", name, "dir", tp.dir)
@@ -166,10 +166,18 @@ func (m *Manager) snapshotTemplate(ctx context.Context, dir string, img Image, i
 	if err := os.WriteFile(filepath.Join(tmp, templateMarker), []byte(ident), 0o600); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	if templateAt(dir, ident) {
+		_ = os.RemoveAll(tmp) // another Manager on this StateDir made it meanwhile
+		return nil
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
+		if templateAt(dir, ident) {
+			_ = os.RemoveAll(tmp)
+			return nil
+		}
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	// Older templates of this image and size: their files changed since.
@@ -184,6 +192,12 @@ func (m *Manager) snapshotTemplate(ctx context.Context, dir string, img Image, i
 		}
 	}
 	return nil
+}
+
+// templateAt reports whether dir holds the complete template of ident.
+func templateAt(dir string, ident identity) bool {
+	b, err := os.ReadFile(filepath.Join(dir, templateMarker))
+	return err == nil && string(b) == string(ident)
 }
 
 // invalidate forgets the template of ident and removes its files (a
