@@ -40,7 +40,7 @@ type template struct {
 	at   time.Time     // when it was done
 }
 
-// rootLocked returns the directory of the templates, making it (0700) on
+// templateRootLocked returns the directory of the templates, making it (0700) on
 // first use: Config.StateDir/templates, else a private temporary
 // directory. Callers hold t.mu.
 func (m *Manager) templateRootLocked() (string, error) {
