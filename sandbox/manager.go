@@ -149,14 +149,16 @@ func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr 
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: image %q: %w", opts.Image, err)
 	}
-	ident, err := identify(img, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: image %q: %w", opts.Image, err)
-	}
 	began := time.Now()
-	inst, err := m.acquire(ctx, poolKey{image: opts.Image, memoryMiB: cfg.MemoryMiB, vcpus: cfg.VCPUs}, ident)
-	if err != nil {
-		return nil, err
+	var inst *instance
+	// An image whose files cannot be identified (a missing file, say) gets
+	// neither a pooled VM nor a template: the cold boot says what is wrong.
+	ident, err := identify(img, cfg)
+	if err == nil {
+		inst, err = m.acquire(ctx, poolKey{image: opts.Image, memoryMiB: cfg.MemoryMiB, vcpus: cfg.VCPUs}, ident)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if inst != nil {
 		progress("acquired from the pool")
@@ -233,7 +235,7 @@ func (m *Manager) make(ctx context.Context, name string, img Image, ident identi
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(m.life, cancel)() // Close aborts the boot
-	if m.cfg.Snapshots {
+	if m.cfg.Snapshots && ident != "" {
 		inst, err := m.restore(ctx, name, img, ident, cfg, progress)
 		if err == nil {
 			return inst, nil
