@@ -71,9 +71,6 @@ func (f *firecrackerBackend) command(b *boot) (*exec.Cmd, error) {
 		return nil, err
 	}
 	f.token = tok
-	if err := linkWritableDrives(b); err != nil {
-		return nil, err
-	}
 	args := []string{"--api-sock", f.apiSock, "--id", b.id}
 	if useConfigFile && b.restore == nil {
 		data, err := json.Marshal(f.config(b.cfg))

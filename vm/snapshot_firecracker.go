@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/pettyvm/petty/firecracker"
@@ -23,32 +21,11 @@ import (
 // Firecracker's state names each drive's backing file as configured, and a
 // load opens those very paths (there is no drive override). So writable
 // drives are handed to Firecracker by a path relative to its working
-// directory, the run directory: a symlink there, drive-<id>.img, to the
-// drive's file on a cold boot; the clone's own copy, of the same name, in
-// the clone's run directory after a restore.
+// directory, the run directory: drive-<id>.img, the link Start makes there
+// to the drive's file on a cold boot (see linkDrives), the clone's own copy
+// after a restore.
 
 var _ snapshotter = (*firecrackerBackend)(nil)
-
-// linkWritableDrives makes the run directory's drive-<id>.img symlinks of a
-// cold boot's writable drives (see above).
-func linkWritableDrives(b *boot) error {
-	for _, d := range b.cfg.allDrives() {
-		if d.ReadOnly {
-			continue
-		}
-		link := filepath.Join(b.runDir, driveFileName(d.ID))
-		if link == d.Path {
-			continue // a restored clone's own copy
-		}
-		if err := removeIfExists(link); err != nil {
-			return err
-		}
-		if err := os.Symlink(d.Path, link); err != nil {
-			return fmt.Errorf("drive %s: %w", d.ID, err)
-		}
-	}
-	return nil
-}
 
 // relativeDrives makes fc's writable drives name their run-directory file.
 func relativeDrives(fc *firecracker.Config) {

@@ -51,8 +51,19 @@ func snapshotQEMU(t *testing.T, m *Machine) string {
 // for 3 s; the origin runs on.
 func TestQEMUSnapshotClones(t *testing.T) {
 	cfg := qemuConfig(t)
+	// A writable disk, unlinked once the VM runs (as a sandbox's scratch
+	// disk is): the snapshot copies it all the same.
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Drives = []Drive{{ID: "data", Path: disk}}
 	origin, oc := startQEMU(t, cfg)
+	if err := os.Remove(disk); err != nil {
+		t.Fatal(err)
+	}
 	run(t, oc, "sh", "-c", "echo origin > /tmp/mark; sleep 100000 > /dev/null 2>&1 & echo $! > /tmp/bg.pid")
+	writeDisk(t, oc, "origin-disk")
 	bgPID := strings.TrimSpace(run(t, oc, "cat", "/tmp/bg.pid"))
 	dir := snapshotQEMU(t, origin)
 	if got := run(t, oc, "cat", "/tmp/mark"); got != "origin\n" {
@@ -92,11 +103,25 @@ func TestQEMUSnapshotClones(t *testing.T) {
 			t.Fatal(err)
 		}
 		if fi.ModTime.Before(before.Add(-time.Second)) || fi.ModTime.After(time.Now().Add(time.Second)) {
-			t.Errorf("clone %d: guest clock says %v, host %v", i+1, fi.ModTime, before)
+			t.Errorf("clone %d: guest clock says %v, host %v\nconsole:\n%s", i+1, fi.ModTime, before, []*Machine{m1, m2}[i].ConsoleTail())
+		}
+	}
+	for i, c := range []*agent.Client{c1, c2} {
+		if got := readDisk(t, c); got != "origin-disk" {
+			t.Errorf("clone %d: disk holds %q, want the origin's", i+1, got)
 		}
 	}
 	run(t, c1, "sh", "-c", "echo one > /tmp/mark")
 	run(t, c2, "sh", "-c", "echo two > /tmp/mark")
+	writeDisk(t, c1, "clone-one")
+	writeDisk(t, oc, "origin-new")
+	if got := readDisk(t, c2); got != "origin-disk" {
+		t.Errorf("clone 2: disk holds %q after the others wrote theirs", got)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "drive-data.img"))
+	if err != nil || !strings.HasPrefix(string(data), "origin-disk") {
+		t.Errorf("the snapshot's disk changed: %.20q, %v", data, err)
+	}
 	for _, tc := range []struct {
 		name string
 		c    *agent.Client
@@ -200,4 +225,17 @@ func TestQEMUSnapshotErrors(t *testing.T) {
 	if len(ents) != 1 { // the origin's
 		t.Errorf("run root holds %d entries after failed restores, want the origin's only", len(ents))
 	}
+}
+
+// writeDisk writes s at the start of the guest's /dev/vda, synchronously.
+func writeDisk(t *testing.T, c *agent.Client, s string) {
+	t.Helper()
+	run(t, c, "sh", "-c", "printf "+s+" | busybox dd of=/dev/vda conv=notrunc,fsync 2>/dev/null")
+}
+
+// readDisk reads the start of the guest's /dev/vda up to the first NUL.
+func readDisk(t *testing.T, c *agent.Client) string {
+	t.Helper()
+	out := run(t, c, "sh", "-c", "busybox dd if=/dev/vda bs=16 count=1 iflag=direct 2>/dev/null")
+	return strings.TrimRight(out, "\x00")
 }
