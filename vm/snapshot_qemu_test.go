@@ -239,3 +239,49 @@ func readDisk(t *testing.T, c *agent.Client) string {
 	out := run(t, c, "sh", "-c", "busybox dd if=/dev/vda bs=16 count=1 iflag=direct 2>/dev/null")
 	return strings.TrimRight(out, "\x00")
 }
+
+// TestQEMUSnapshotMidExec: a snapshot taken while a command runs in the
+// guest: the command completes in the origin with its output, and a clone
+// serves new commands.
+func TestQEMUSnapshotMidExec(t *testing.T) {
+	cfg := qemuConfig(t)
+	origin, oc := startQEMU(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	type result struct {
+		out string
+		err error
+	}
+	run(t, oc, "sh", "-c", "mkfifo /tmp/go")
+	done := make(chan result, 1)
+	go func() {
+		var out strings.Builder
+		err := oc.Exec(ctx, &agent.Cmd{Args: []string{"sh", "-c", "echo started > /tmp/started; read line < /tmp/go; echo finished $line"}, Stdout: &out})
+		done <- result{out.String(), err}
+	}()
+	for { // the command runs once it wrote /tmp/started
+		if _, err := oc.Stat(ctx, "/tmp/started"); err == nil {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("the command ended early: %q, %v", r.out, r.err)
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	dir := snapshotQEMU(t, origin)
+	run(t, oc, "sh", "-c", "echo go > /tmp/go")
+	r := <-done
+	if r.err != nil || r.out != "finished go\n" {
+		t.Errorf("the command that ran across the snapshot: %q, %v", r.out, r.err)
+	}
+	_, cc := restoreQEMU(t, dir, RestoreOptions{RunDir: cfg.RunDir})
+	if got := run(t, cc, "cat", "/tmp/started"); got != "started\n" {
+		t.Errorf("clone: /tmp/started = %q", got)
+	}
+	if got := run(t, cc, "sh", "-c", "echo clone"); got != "clone\n" {
+		t.Errorf("clone: %q", got)
+	}
+}
