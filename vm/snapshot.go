@@ -236,7 +236,10 @@ func (m *Machine) Snapshot(ctx context.Context, dir string) (retErr error) {
 	if err := writeNewFile(w, snapTokenFile, tok); err != nil {
 		return err
 	}
-	copyDisks := func() error { return copyWritableDrives(w, &m.cfg) }
+	m.mu.Lock()
+	files := m.driveFiles
+	m.mu.Unlock()
+	copyDisks := func() error { return copyWritableDrives(w, &m.cfg, files) }
 	if err := sn.snapshot(ctx, w, copyDisks); err != nil {
 		return err
 	}
@@ -297,19 +300,102 @@ func snapshotConfig(c *Config) SnapshotConfig {
 // driveFileName is the name of a writable drive's copy in a snapshot.
 func driveFileName(id string) string { return "drive-" + id + ".img" }
 
-// copyWritableDrives copies every writable drive of c into the snapshot.
-func copyWritableDrives(w *snapshotWriter, c *Config) error {
+// copyWritableDrives copies every writable drive of c into the snapshot,
+// from the descriptors Start opened (the caller may have unlinked a drive's
+// file since: a sandbox's scratch disk is).
+func copyWritableDrives(w *snapshotWriter, c *Config, files map[string]*os.File) error {
 	for _, d := range c.allDrives() {
 		if d.ReadOnly {
 			continue
 		}
 		name := driveFileName(d.ID)
-		if err := fsutil.CloneNew(w.path(name), d.Path, 0o600); err != nil {
+		f := files[d.ID]
+		if f == nil {
+			return fmt.Errorf("copy drive %s: not open", d.ID)
+		}
+		if err := fsutil.CloneFromNew(w.path(name), f, 0o600); err != nil {
 			return fmt.Errorf("copy drive %s: %w", d.ID, err)
 		}
 		w.created(name)
 	}
 	return nil
+}
+
+// linkDrives makes drive-<id>.img in the run directory for every writable
+// drive: a hard link to the drive's file (a symlink when the file lies on
+// another file system), which is what the VMM opens. So the drive stays
+// reachable by a path while the VM runs even when its owner unlinks the
+// file (a sandbox's scratch disk), as QEMU's migration needs (it reopens
+// the file by path when a snapshot makes the disk read-only for a moment),
+// and Firecracker finds a clone's own copy under the same relative name.
+// A link left by an earlier boot is kept when the drive's file is gone.
+// The caller holds m.mu.
+func (m *Machine) linkDrives() error {
+	for _, d := range m.cfg.allDrives() {
+		if d.ReadOnly {
+			continue
+		}
+		link := filepath.Join(m.runDir, driveFileName(d.ID))
+		if link == d.Path {
+			continue // a restored clone's own copy
+		}
+		if _, err := os.Stat(d.Path); errors.Is(err, os.ErrNotExist) {
+			if _, lerr := os.Stat(link); lerr == nil {
+				continue
+			}
+		}
+		if err := removeIfExists(link); err != nil {
+			return err
+		}
+		if err := os.Link(d.Path, link); err != nil {
+			if err := os.Symlink(d.Path, link); err != nil {
+				return fmt.Errorf("drive %s: %w", d.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// drivePath is the path the VMM opens for drive d (see linkDrives).
+func drivePath(runDir string, d Drive) string {
+	if d.ReadOnly {
+		return d.Path
+	}
+	return filepath.Join(runDir, driveFileName(d.ID))
+}
+
+// openDrives opens every writable drive for reading, so that Snapshot can
+// copy it; closeDrives closes them. The caller holds m.mu.
+func (m *Machine) openDrives() error {
+	m.closeDrives()
+	if err := m.linkDrives(); err != nil {
+		return err
+	}
+	files := map[string]*os.File{}
+	for _, d := range m.cfg.allDrives() {
+		if d.ReadOnly {
+			continue
+		}
+		f, err := os.Open(drivePath(m.runDir, d))
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return fmt.Errorf("drive %s: %w", d.ID, err)
+		}
+		files[d.ID] = f
+	}
+	m.driveFiles = files
+	return nil
+}
+
+// closeDrives closes the descriptors openDrives opened. The caller holds
+// m.mu.
+func (m *Machine) closeDrives() {
+	for _, f := range m.driveFiles {
+		f.Close()
+	}
+	m.driveFiles = nil
 }
 
 // writeNewFile writes a new 0600 file of the snapshot.

@@ -51,8 +51,19 @@ func snapshotQEMU(t *testing.T, m *Machine) string {
 // for 3 s; the origin runs on.
 func TestQEMUSnapshotClones(t *testing.T) {
 	cfg := qemuConfig(t)
+	// A writable disk, unlinked once the VM runs (as a sandbox's scratch
+	// disk is): the snapshot copies it all the same.
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Drives = []Drive{{ID: "data", Path: disk}}
 	origin, oc := startQEMU(t, cfg)
+	if err := os.Remove(disk); err != nil {
+		t.Fatal(err)
+	}
 	run(t, oc, "sh", "-c", "echo origin > /tmp/mark; sleep 100000 > /dev/null 2>&1 & echo $! > /tmp/bg.pid")
+	writeDisk(t, oc, "origin-disk")
 	bgPID := strings.TrimSpace(run(t, oc, "cat", "/tmp/bg.pid"))
 	dir := snapshotQEMU(t, origin)
 	if got := run(t, oc, "cat", "/tmp/mark"); got != "origin\n" {
@@ -92,11 +103,25 @@ func TestQEMUSnapshotClones(t *testing.T) {
 			t.Fatal(err)
 		}
 		if fi.ModTime.Before(before.Add(-time.Second)) || fi.ModTime.After(time.Now().Add(time.Second)) {
-			t.Errorf("clone %d: guest clock says %v, host %v", i+1, fi.ModTime, before)
+			t.Errorf("clone %d: guest clock says %v, host %v\nconsole:\n%s", i+1, fi.ModTime, before, []*Machine{m1, m2}[i].ConsoleTail())
+		}
+	}
+	for i, c := range []*agent.Client{c1, c2} {
+		if got := readDisk(t, c); got != "origin-disk" {
+			t.Errorf("clone %d: disk holds %q, want the origin's", i+1, got)
 		}
 	}
 	run(t, c1, "sh", "-c", "echo one > /tmp/mark")
 	run(t, c2, "sh", "-c", "echo two > /tmp/mark")
+	writeDisk(t, c1, "clone-one")
+	writeDisk(t, oc, "origin-new")
+	if got := readDisk(t, c2); got != "origin-disk" {
+		t.Errorf("clone 2: disk holds %q after the others wrote theirs", got)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "drive-data.img"))
+	if err != nil || !strings.HasPrefix(string(data), "origin-disk") {
+		t.Errorf("the snapshot's disk changed: %.20q, %v", data, err)
+	}
 	for _, tc := range []struct {
 		name string
 		c    *agent.Client
@@ -199,5 +224,64 @@ func TestQEMUSnapshotErrors(t *testing.T) {
 	ents, _ := os.ReadDir(cfg.RunDir)
 	if len(ents) != 1 { // the origin's
 		t.Errorf("run root holds %d entries after failed restores, want the origin's only", len(ents))
+	}
+}
+
+// writeDisk writes s at the start of the guest's /dev/vda, synchronously.
+func writeDisk(t *testing.T, c *agent.Client, s string) {
+	t.Helper()
+	run(t, c, "sh", "-c", "printf "+s+" | busybox dd of=/dev/vda conv=notrunc,fsync 2>/dev/null")
+}
+
+// readDisk reads the start of the guest's /dev/vda up to the first NUL.
+func readDisk(t *testing.T, c *agent.Client) string {
+	t.Helper()
+	out := run(t, c, "sh", "-c", "busybox dd if=/dev/vda bs=16 count=1 iflag=direct 2>/dev/null")
+	return strings.TrimRight(out, "\x00")
+}
+
+// TestQEMUSnapshotMidExec: a snapshot taken while a command runs in the
+// guest: the command completes in the origin with its output, and a clone
+// serves new commands.
+func TestQEMUSnapshotMidExec(t *testing.T) {
+	cfg := qemuConfig(t)
+	origin, oc := startQEMU(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	type result struct {
+		out string
+		err error
+	}
+	run(t, oc, "sh", "-c", "mkfifo /tmp/go")
+	done := make(chan result, 1)
+	go func() {
+		var out strings.Builder
+		err := oc.Exec(ctx, &agent.Cmd{Args: []string{"sh", "-c", "echo started > /tmp/started; read line < /tmp/go; echo finished $line"}, Stdout: &out})
+		done <- result{out.String(), err}
+	}()
+	for { // the command runs once it wrote /tmp/started
+		if _, err := oc.Stat(ctx, "/tmp/started"); err == nil {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("the command ended early: %q, %v", r.out, r.err)
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	dir := snapshotQEMU(t, origin)
+	run(t, oc, "sh", "-c", "echo go > /tmp/go")
+	r := <-done
+	if r.err != nil || r.out != "finished go\n" {
+		t.Errorf("the command that ran across the snapshot: %q, %v", r.out, r.err)
+	}
+	_, cc := restoreQEMU(t, dir, RestoreOptions{RunDir: cfg.RunDir})
+	if got := run(t, cc, "cat", "/tmp/started"); got != "started\n" {
+		t.Errorf("clone: /tmp/started = %q", got)
+	}
+	if got := run(t, cc, "sh", "-c", "echo clone"); got != "clone\n" {
+		t.Errorf("clone: %q", got)
 	}
 }

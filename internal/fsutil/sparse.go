@@ -14,12 +14,20 @@ import (
 // copy that copies only src's data extents (SEEK_DATA/SEEK_HOLE) with
 // copy_file_range and leaves its holes holes. dst has src's size. Use it for
 // disk images and guest memory files, which are mostly holes.
-func CloneNew(dst, src string, perm os.FileMode) (retErr error) {
+func CloneNew(dst, src string, perm os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	return CloneFromNew(dst, in, perm)
+}
+
+// CloneFromNew is CloneNew from an open file (which may have been unlinked
+// since it was opened). It uses in's offset: calls on one file must not
+// overlap.
+func CloneFromNew(dst string, in *os.File, perm os.FileMode) (retErr error) {
+	src := in.Name()
 	st, err := in.Stat()
 	if err != nil {
 		return err
