@@ -200,16 +200,22 @@ func templateAt(dir string, ident identity) bool {
 	return err == nil && string(b) == string(ident)
 }
 
-// invalidate forgets the template of ident and removes its files (a
-// restore from it failed: the next sandbox makes it again).
-func (m *Manager) invalidate(ident identity) {
+// invalidate removes the files of the template of ident, from which a
+// restore failed with why, and keeps the failure for templateRetry:
+// meanwhile sandboxes boot cold, and the next sandbox after makes the
+// template again (a restore that fails for a reason of the VMM's or the
+// guest's would otherwise make it again on every Create).
+func (m *Manager) invalidate(ident identity, why error) {
 	t := &m.templates
 	t.mu.Lock()
 	tp := t.byKey[ident]
 	if tp != nil {
 		select {
 		case <-tp.done:
-			delete(t.byKey, ident)
+			failed := &template{dir: tp.dir, done: make(chan struct{}), at: time.Now(),
+				err: fmt.Errorf("sandbox: a restore from the template failed: %w", why)}
+			close(failed.done)
+			t.byKey[ident] = failed
 		default:
 			tp = nil // being made again already
 		}
@@ -234,7 +240,7 @@ func (m *Manager) restore(ctx context.Context, name string, img Image, ident ide
 	inst, err := restoreVM(bctx, dir, cfg)
 	if err != nil {
 		if ctx.Err() == nil {
-			m.invalidate(ident)
+			m.invalidate(ident, err)
 		}
 		return nil, fmt.Errorf("sandbox: restoring the template: %w", err)
 	}
@@ -244,7 +250,7 @@ func (m *Manager) restore(ctx context.Context, name string, img Image, ident ide
 		tail := inst.machine.ConsoleTail()
 		m.discard(ctx, inst)
 		if ctx.Err() == nil {
-			m.invalidate(ident)
+			m.invalidate(ident, err)
 		}
 		return nil, fmt.Errorf("sandbox: the restored guest's agent did not answer: %w (console tail: %q)", err, lastBytes(tail, 512))
 	}
