@@ -184,11 +184,13 @@ func (m *Machine) copyDrivesIn(dir string) error {
 
 // refresh tells the clone's agent that it is a new machine.
 func (m *Machine) refresh(ctx context.Context, hostname string) error {
+	began := time.Now()
 	c, err := m.Agent(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	answered := time.Now()
 	seed := make([]byte, refreshEntropyBytes)
 	if _, err := rand.Read(seed); err != nil {
 		return opError("restore", m.id, err)
@@ -196,6 +198,7 @@ func (m *Machine) refresh(ctx context.Context, hostname string) error {
 	if err := c.Refresh(ctx, seed, time.Now(), hostname); err != nil {
 		return opError("restore", m.id, fmt.Errorf("refresh the agent: %w", err))
 	}
+	m.log.Debug("agent refreshed", "agent", answered.Sub(began), "refresh", time.Since(answered))
 	return nil
 }
 

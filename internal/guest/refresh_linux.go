@@ -24,9 +24,9 @@ import (
 // of the CRNG with RNDRESEEDCRNG (Linux 4.17+; older kernels reseed on the
 // credit), so that two clones never read the same bytes from /dev/urandom;
 // it sets CLOCK_REALTIME to the host's time; and it takes the host name it
-// is given. Only an agent that is PID 1 (inside a guest) touches the
-// machine: anywhere else Refresh fails with FailedPrecondition, so that a
-// test never sets its host's clock.
+// is given. Only an agent that is PID 1 of the initial PID namespace (a
+// guest's init) touches the machine: anywhere else Refresh fails with
+// FailedPrecondition, so that a test never sets its host's clock.
 
 // RefreshDryRunEnv, set to "1" in the environment of an agent that is not
 // PID 1 (a host-run agent standing in for a guest's, as under the fake
@@ -47,8 +47,15 @@ const maxRefreshEntropy = 4096
 const minRefreshEntropy = 32
 
 // refreshAllowed reports whether this agent may change its machine: only as
-// PID 1. A variable so that tests can see the refusal.
-var refreshAllowed = func() bool { return os.Getpid() == 1 }
+// PID 1 of the initial PID namespace, that is, a guest's init (a PID 1 in a
+// PID namespace of the host, as in tests, would set the host's clock).
+func refreshAllowed() bool {
+	if os.Getpid() != 1 {
+		return false
+	}
+	_, ok := inInitialPIDNamespace()
+	return ok
+}
 
 func (s *service) Refresh(ctx context.Context, req *agentpb.RefreshRequest) (*agentpb.RefreshResponse, error) {
 	switch n := len(req.Entropy); {
