@@ -143,3 +143,15 @@ func (c *Client) Shutdown(ctx context.Context, reboot bool) error {
 	var resp agentpb.ShutdownResponse
 	return c.w.call(ctx, wire.MethodShutdown, &agentpb.ShutdownRequest{Reboot: reboot}, &resp)
 }
+
+// Refresh tells the agent of a VM restored from a snapshot that it is a new
+// machine: it mixes entropy (at least 32 bytes, from a cryptographic source)
+// into the guest kernel's RNG and reseeds it, sets the guest's wall clock to
+// now, and sets its host name unless hostname is empty. vm.Restore calls it;
+// an agent that is not PID 1 inside a guest refuses (FailedPrecondition).
+func (c *Client) Refresh(ctx context.Context, entropy []byte, now time.Time, hostname string) error {
+	var resp agentpb.RefreshResponse
+	return c.w.call(ctx, wire.MethodRefresh, &agentpb.RefreshRequest{
+		Entropy: entropy, UnixNano: now.UnixNano(), Hostname: hostname,
+	}, &resp)
+}

@@ -1,6 +1,6 @@
 // Package agent is the host side of petty's guest agent protocol: the
 // Client that the host uses to talk to petty-agent inside a guest (Exec,
-// Output, files, Ping, Shutdown), its errors, and the host side of the
+// Output, files, Ping, Shutdown, Refresh), its errors, and the host side of the
 // serial transport's handshake (SerialHandshake).
 //
 // The protocol itself (frames, envelopes, status codes, flow-control

@@ -70,6 +70,34 @@ type Config struct {
 	// WorkDir holds per-sandbox copies of root file systems. Default:
 	// os.TempDir().
 	WorkDir string
+	// Snapshots makes sandboxes start from a template snapshot of their
+	// image instead of a cold boot: the first sandbox of an image and size
+	// boots a VM, snapshots it once its agent answers and restores that
+	// snapshot; later ones restore it (see Manager.Create). The template is
+	// kept per image identity (its files' size, time and inode) and VM
+	// settings, so a changed image file or another size makes another.
+	// Where snapshots cannot be made or restored, sandboxes boot cold and
+	// the reason is logged.
+	Snapshots bool
+	// StateDir keeps the template snapshots (in templates/, 0700) across
+	// Managers. Default: a private directory under WorkDir, removed by
+	// Close.
+	StateDir string
+	// Pool is the number of sandboxes kept ready (booted or restored, agent
+	// answering) per pooled image at the default size; Create hands one out
+	// when the image and size match (an acquire) and the pool refills in
+	// the background. Pooled VMs count against the memory limit (never
+	// against MaxSandboxes) and are evicted to admit a sandbox that would
+	// not fit; they are not listed. 0: no pool.
+	Pool int
+	// PoolImages names the pooled images. Default: the default image ("").
+	PoolImages []string
+	// PoolFillers bounds the pooled VMs being made at once. Default:
+	// DefaultPoolFillers.
+	PoolFillers int
+	// OnTemplate, if set, is called after each template snapshot is made
+	// (or fails to be), with its image's name and duration (metrics).
+	OnTemplate func(image string, d time.Duration, err error)
 	// OnCreate, if set, is called after each Create with its duration and
 	// error (metrics).
 	OnCreate func(d time.Duration, err error)
@@ -95,6 +123,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StopTimeout <= 0 {
 		c.StopTimeout = DefaultStopTimeout
+	}
+	if c.PoolFillers <= 0 {
+		c.PoolFillers = DefaultPoolFillers
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -36,6 +36,13 @@ type Manager struct {
 	sandboxes map[string]*Sandbox
 	pending   int // sandboxes being created
 	pendMiB   int // their memory
+	// pools are the warm pools by image and size; poolMiB is the memory
+	// of their VMs, ready or starting (see pool.go).
+	pools   map[poolKey]*pool
+	poolMiB int
+	filler  filler
+	// templates are the template snapshots by key (see template.go).
+	templates templates
 	creating  sync.WaitGroup
 	// destroying counts the destructions under way outside Close (Destroy,
 	// expiry), which Close waits for.
@@ -57,13 +64,20 @@ func NewManager(cfg Config) (*Manager, error) {
 		host = int(uint64(si.Totalram) * uint64(si.Unit) >> 20)
 	}
 	life, kill := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, hostMiB: host, log: cfg.Logger, sandboxes: map[string]*Sandbox{}, life: life, kill: kill}, nil
+	m := &Manager{cfg: cfg, hostMiB: host, log: cfg.Logger, sandboxes: map[string]*Sandbox{}, life: life, kill: kill}
+	if err := m.startPools(); err != nil {
+		kill()
+		return nil, err
+	}
+	return m, nil
 }
 
 // memoryLimit is the most MiB the sandboxes may hold together.
 func (m *Manager) memoryLimit() int { return int(float64(m.hostMiB) * m.cfg.MemoryShare) }
 
-// admit reserves room for a sandbox of mem MiB, or says why not.
+// admit reserves room for a sandbox of mem MiB, or says why not. Idle
+// pooled VMs are memory in use, but a sandbox asked for outranks them: they
+// are evicted to make room.
 func (m *Manager) admit(mem int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -74,11 +88,10 @@ func (m *Manager) admit(mem int) error {
 	if count+1 > m.cfg.MaxSandboxes {
 		return &LimitError{Resource: "sandboxes", Requested: 1, InUse: count, Limit: m.cfg.MaxSandboxes}
 	}
-	inUse := m.pendMiB
-	for _, s := range m.sandboxes {
-		inUse += s.memoryMiB
+	limit := m.memoryLimit()
+	for m.memoryInUse()+mem > limit && m.evictLocked() {
 	}
-	if limit := m.memoryLimit(); inUse+mem > limit {
+	if inUse := m.memoryInUse(); inUse+mem > limit {
 		return &LimitError{Resource: "memory", Requested: mem, InUse: inUse, Limit: limit, HostMiB: m.hostMiB, Share: m.cfg.MemoryShare}
 	}
 	m.pending++
@@ -87,31 +100,31 @@ func (m *Manager) admit(mem int) error {
 	return nil
 }
 
-// Create boots a sandbox and waits for its agent. ctx bounds the creation
-// only; the sandbox lives until its timeout, Destroy or Close.
+// memoryInUse is the memory of the live sandboxes, of those being created
+// and of the pool's VMs (ready or starting). Callers hold m.mu.
+func (m *Manager) memoryInUse() int {
+	inUse := m.pendMiB + m.poolMiB
+	for _, s := range m.sandboxes {
+		inUse += s.memoryMiB
+	}
+	return inUse
+}
+
+// Create returns a sandbox whose agent answers: one from the warm pool
+// when the image and size have one ready (an acquire: no VM starts on the
+// call path), else a VM restored from the image's template snapshot
+// (Config.Snapshots), else a cold boot. ctx bounds the creation only; the
+// sandbox lives until its timeout, Destroy or Close.
 func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if f := m.cfg.OnCreate; f != nil {
 		began := time.Now()
 		defer func() { f(time.Since(began), retErr) }()
 	}
-	cfg := m.cfg.VM
-	if opts.MemoryMiB != 0 {
-		cfg.MemoryMiB = opts.MemoryMiB
-	}
-	if cfg.MemoryMiB == 0 {
-		cfg.MemoryMiB = vm.DefaultMemoryMiB
-	}
-	if opts.VCPUs != 0 {
-		cfg.VCPUs = opts.VCPUs
-	}
-	if cfg.VCPUs == 0 {
-		cfg.VCPUs = vm.DefaultVCPUs
+	cfg, err := m.sized(opts.MemoryMiB, opts.VCPUs)
+	if err != nil {
+		return nil, err
 	}
 	switch {
-	case cfg.MemoryMiB < vm.MinMemoryMiB:
-		return nil, &InvalidError{Field: "memory_mib", Problem: fmt.Sprintf("%d MiB is below the minimum of %d MiB", cfg.MemoryMiB, vm.MinMemoryMiB)}
-	case cfg.VCPUs < 1 || cfg.VCPUs > vm.MaxVCPUs:
-		return nil, &InvalidError{Field: "vcpu_count", Problem: fmt.Sprintf("%d is outside 1..%d", cfg.VCPUs, vm.MaxVCPUs)}
 	case opts.Timeout < 0:
 		return nil, &InvalidError{Field: "timeout", Problem: "negative"}
 	case m.cfg.MaxTimeout > 0 && opts.Timeout > m.cfg.MaxTimeout:
@@ -126,16 +139,6 @@ func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr 
 	if timeout == 0 {
 		timeout = m.cfg.DefaultTimeout
 	}
-	if err := m.admit(cfg.MemoryMiB); err != nil {
-		return nil, err
-	}
-	defer func() {
-		m.mu.Lock()
-		m.pending--
-		m.pendMiB -= cfg.MemoryMiB
-		m.mu.Unlock()
-		m.creating.Done()
-	}()
 	progress := opts.Progress
 	if progress == nil {
 		progress = func(string) {}
@@ -146,8 +149,110 @@ func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr 
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: image %q: %w", opts.Image, err)
 	}
+	began := time.Now()
+	var inst *instance
+	// An image whose files cannot be identified (a missing file, say) gets
+	// neither a pooled VM nor a template: the cold boot says what is wrong.
+	ident, err := identify(img, cfg)
+	if err == nil {
+		inst, err = m.acquire(ctx, poolKey{image: opts.Image, memoryMiB: cfg.MemoryMiB, vcpus: cfg.VCPUs}, ident)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if inst != nil {
+		progress("acquired from the pool")
+	} else {
+		if err := m.admit(cfg.MemoryMiB); err != nil {
+			return nil, err
+		}
+		inst, err = m.make(ctx, opts.Image, img, ident, cfg, progress)
+		if err != nil {
+			m.unreserve(cfg.MemoryMiB)
+			return nil, err
+		}
+	}
+	s := newSandbox(m, inst.machine, inst.client, opts, cfg, inst.workDir, timeout)
+	m.mu.Lock()
+	m.pending--
+	m.pendMiB -= cfg.MemoryMiB
+	if m.closed {
+		m.mu.Unlock()
+		m.discard(ctx, inst)
+		m.creating.Done()
+		return nil, ErrClosed
+	}
+	m.sandboxes[s.id] = s
+	s.armTimer()
+	m.mu.Unlock()
+	m.creating.Done()
+	progress("ready")
+	m.log.Info("sandbox created", "id", s.id, "image", opts.Image, "memory_mib", cfg.MemoryMiB,
+		"vcpus", cfg.VCPUs, "from", inst.origin, "took", time.Since(began).Round(time.Millisecond), "timeout", timeout)
+	return s, nil
+}
+
+// sized returns the Config's VM template sized by memMiB and vcpus (zero:
+// the template's, else vm's defaults), or why not.
+func (m *Manager) sized(memMiB, vcpus int) (vm.Config, error) {
+	cfg := m.cfg.VM
+	if memMiB != 0 {
+		cfg.MemoryMiB = memMiB
+	}
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = vm.DefaultMemoryMiB
+	}
+	if vcpus != 0 {
+		cfg.VCPUs = vcpus
+	}
+	if cfg.VCPUs == 0 {
+		cfg.VCPUs = vm.DefaultVCPUs
+	}
+	switch {
+	case cfg.MemoryMiB < vm.MinMemoryMiB:
+		return cfg, &InvalidError{Field: "memory_mib", Problem: fmt.Sprintf("%d MiB is below the minimum of %d MiB", cfg.MemoryMiB, vm.MinMemoryMiB)}
+	case cfg.VCPUs < 1 || cfg.VCPUs > vm.MaxVCPUs:
+		return cfg, &InvalidError{Field: "vcpu_count", Problem: fmt.Sprintf("%d is outside 1..%d", cfg.VCPUs, vm.MaxVCPUs)}
+	}
+	return cfg, nil
+}
+
+// unreserve gives back what admit reserved for a creation that failed.
+func (m *Manager) unreserve(mem int) {
+	m.mu.Lock()
+	m.pending--
+	m.pendMiB -= mem
+	m.mu.Unlock()
+	m.creating.Done()
+	m.wakeFiller()
+}
+
+// make starts a VM of img sized as cfg and waits for its agent: restored
+// from the template snapshot when Config.Snapshots allows (making the
+// template first if need be), else, or when that fails, booted cold (the
+// reason is logged). ctx bounds the call; Close aborts it.
+func (m *Manager) make(ctx context.Context, name string, img Image, ident identity, cfg vm.Config, progress func(string)) (*instance, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.life, cancel)() // Close aborts the boot
+	if m.cfg.Snapshots && ident != "" {
+		inst, err := m.restore(ctx, name, img, ident, cfg, progress)
+		if err == nil {
+			return inst, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("sandbox: restoring: %w", err)
+		}
+		m.log.Warn("booting cold: no snapshot to restore", "image", name, "reason", err)
+	}
+	return m.coldBoot(ctx, img, cfg, progress)
+}
+
+// coldBoot boots a VM of img sized as cfg and waits for its agent.
+func (m *Manager) coldBoot(ctx context.Context, img Image, cfg vm.Config, progress func(string)) (*instance, error) {
 	cfg.Kernel, cfg.Initrd, cfg.RootDrive = img.Kernel, img.Initrd, vm.Drive{}
 	var workDir string
+	var err error
 	if img.Base != "" {
 		progress("creating the writable layer")
 		if workDir, err = os.MkdirTemp(m.cfg.WorkDir, "petty-sandbox-"); err != nil {
@@ -179,47 +284,29 @@ func (m *Manager) Create(ctx context.Context, opts Options) (_ *Sandbox, retErr 
 		}
 		return nil, &InvalidError{Field: "vm config", Problem: err.Error()}
 	}
-	cleanup := func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StopTimeout)
-		defer cancel()
-		_ = machine.Kill()
-		_ = machine.Destroy(dctx)
-		if workDir != "" {
-			_ = os.RemoveAll(workDir)
-		}
-	}
-
+	inst := &instance{machine: machine, workDir: workDir, memoryMiB: cfg.MemoryMiB, origin: "cold boot"}
 	progress("booting VM")
-	began := time.Now()
 	bctx, cancel := context.WithTimeout(ctx, m.cfg.BootTimeout)
 	defer cancel()
-	defer context.AfterFunc(m.life, cancel)() // Close aborts the boot
 	if err := machine.Start(bctx); err != nil {
-		cleanup()
+		m.discard(ctx, inst)
 		return nil, fmt.Errorf("sandbox: booting: %w", err)
 	}
 	progress("waiting for the guest agent")
-	client, err := machine.Agent(bctx)
-	if err != nil {
+	if inst.client, err = machine.Agent(bctx); err != nil {
 		tail := machine.ConsoleTail()
-		cleanup()
+		m.discard(ctx, inst)
 		return nil, fmt.Errorf("sandbox: the guest agent did not answer: %w (console tail: %q)", err, lastBytes(tail, 512))
 	}
-	s := newSandbox(m, machine, client, opts, cfg, workDir, timeout)
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		_ = client.Close()
-		cleanup()
-		return nil, ErrClosed
+	return inst, nil
+}
+
+// discard destroys inst, logging what fails. ctx's values (not its end)
+// carry over.
+func (m *Manager) discard(ctx context.Context, inst *instance) {
+	if err := inst.destroy(ctx, m.cfg.StopTimeout); err != nil {
+		m.log.Warn("discarding a VM", "id", inst.machine.ID(), "err", err)
 	}
-	m.sandboxes[s.id] = s
-	s.armTimer()
-	m.mu.Unlock()
-	progress("ready")
-	m.log.Info("sandbox created", "id", s.id, "image", opts.Image, "memory_mib", cfg.MemoryMiB,
-		"vcpus", cfg.VCPUs, "boot", time.Since(began).Round(time.Millisecond), "timeout", timeout)
-	return s, nil
 }
 
 // Get returns the live sandbox id.
@@ -280,6 +367,7 @@ func (m *Manager) Destroy(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	defer m.destroying.Done()
+	defer m.wakeFiller() // its memory is free for the pool
 	return s.destroy(ctx)
 }
 
@@ -296,6 +384,7 @@ func (m *Manager) expire(s *Sandbox) {
 		return
 	}
 	defer m.destroying.Done()
+	defer m.wakeFiller()
 	m.log.Info("sandbox expired", "id", s.id)
 	if err := s.destroy(context.Background()); err != nil {
 		m.log.Warn("destroying an expired sandbox", "id", s.id, "err", err)
@@ -303,7 +392,8 @@ func (m *Manager) expire(s *Sandbox) {
 }
 
 // Close refuses new sandboxes, aborts the boots under way and destroys
-// every sandbox. ctx bounds the removal of each VM's resources.
+// every sandbox and pooled VM. ctx bounds the removal of each VM's
+// resources.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
@@ -320,6 +410,8 @@ func (m *Manager) Close(ctx context.Context) error {
 		wg.Go(func() { errs[i] = s.destroy(ctx) })
 	}
 	wg.Wait()
+	errs = append(errs, m.closePools(ctx)...)
 	m.destroying.Wait()
+	errs = append(errs, m.closeTemplates())
 	return errors.Join(errs...)
 }

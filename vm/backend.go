@@ -42,6 +42,8 @@ type boot struct {
 	cfg    *Config // defaulted; run-dir paths filled in
 	runDir string
 	exited <-chan struct{} // closed once the VMM has been reaped
+	// restore, when set, makes this boot restore a snapshot (restore.go).
+	restore *restorePlan
 }
 
 // agentPort is the guest agent's vsock port (agent.DefaultPort).

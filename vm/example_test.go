@@ -2,6 +2,7 @@ package vm_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -60,4 +61,33 @@ func ExampleBuilder() {
 		log.Fatal(err)
 	}
 	defer m.Destroy(context.Background())
+}
+
+// Snapshot a running VM once, then start clones of it: each is a running
+// Machine with its own writable disks, RNG, clock and host name.
+func ExampleRestore() {
+	ctx := context.Background()
+	origin, err := vm.Create(ctx, vm.Config{VMM: vm.QEMU, Kernel: "vmlinux", Initrd: "initrd.img"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer origin.Destroy(ctx)
+	// ... prepare the guest: install packages, start services ...
+	if err := origin.Snapshot(ctx, "base.snap"); err != nil { // origin runs on
+		log.Fatal(err)
+	}
+	for _, name := range []string{"clone-1", "clone-2"} {
+		m, err := vm.Restore(ctx, "base.snap", vm.RestoreOptions{Hostname: name})
+		if errors.Is(err, vm.ErrSnapshot) {
+			log.Fatal(err) // another backend's snapshot, a newer format, a missing file
+		} else if err != nil {
+			log.Fatal(err)
+		}
+		defer m.Destroy(ctx)
+		c, err := m.Agent(ctx) // answers at once: Restore waited for it
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer c.Close()
+	}
 }

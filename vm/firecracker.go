@@ -66,13 +66,13 @@ func (f *firecrackerBackend) command(b *boot) (*exec.Cmd, error) {
 	// The client exists before the process does, so that release (run by
 	// the reaper) never races with start.
 	f.client = firecracker.NewClient(f.apiSock)
-	tok, err := newAgentToken(b.runDir)
+	tok, err := f.bootToken(b) // snapshot_firecracker.go
 	if err != nil {
 		return nil, err
 	}
 	f.token = tok
 	args := []string{"--api-sock", f.apiSock, "--id", b.id}
-	if useConfigFile {
+	if useConfigFile && b.restore == nil {
 		data, err := json.Marshal(f.config(b.cfg))
 		if err != nil {
 			return nil, err
@@ -94,6 +94,7 @@ func (f *firecrackerBackend) command(b *boot) (*exec.Cmd, error) {
 func (f *firecrackerBackend) config(c *Config) firecracker.Config {
 	fc := firecrackerConfig(c)
 	fc.BootSource.BootArgs = withToken(fc.BootSource.BootArgs, f.token)
+	relativeDrives(&fc) // snapshot_firecracker.go
 	return fc
 }
 
@@ -111,7 +112,7 @@ func firecrackerConfig(c *Config) firecracker.Config {
 		})
 	}
 	if n := c.Network; n != nil {
-		fc.NetworkInterfaces = []firecracker.NetworkInterface{{IfaceID: "eth0", HostDevName: n.Tap, GuestMac: n.MAC}}
+		fc.NetworkInterfaces = []firecracker.NetworkInterface{{IfaceID: firecrackerIfaceID, HostDevName: n.Tap, GuestMac: n.MAC}}
 	}
 	if v := c.Vsock; v != nil {
 		fc.Vsock = &firecracker.Vsock{GuestCID: v.CID, UdsPath: v.Path}
@@ -122,6 +123,9 @@ func firecrackerConfig(c *Config) firecracker.Config {
 func (f *firecrackerBackend) start(ctx context.Context, b *boot) error {
 	if err := waitForSocket(ctx, f.apiSock, b.exited); err != nil {
 		return err
+	}
+	if b.restore != nil {
+		return f.load(ctx, b) // snapshot_firecracker.go
 	}
 	if useConfigFile {
 		return f.awaitRunning(ctx, b.exited)

@@ -35,6 +35,14 @@ type Machine struct {
 	vsockFile *ownedFile
 	// destroyed is made by the first Destroy and closed once it is done.
 	destroyed chan struct{}
+	// restore, set by Restore, makes the next Start restore a snapshot
+	// instead of booting; Start clears it.
+	restore *restorePlan
+	// snapMu serialises Snapshot calls.
+	snapMu sync.Mutex
+	// driveFiles holds the writable drives open while a VMM runs, for
+	// Snapshot (snapshot.go).
+	driveFiles map[string]*os.File
 }
 
 // New validates cfg, allocates an ID and returns a Machine in state Created.
@@ -175,14 +183,21 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 		m.mu.Unlock()
 		return opError("start", m.id, err)
 	}
+	if err := m.openDrives(); err != nil { // snapshot.go
+		m.mu.Unlock()
+		return opError("start", m.id, err)
+	}
 	if err := m.vsockFile.claim(); err != nil {
+		m.closeDrives()
 		m.mu.Unlock()
 		return opError("start", m.id, err)
 	}
 	be := m.newBackend()
-	b := &boot{id: m.id, cfg: &m.cfg, runDir: m.runDir}
+	b := &boot{id: m.id, cfg: &m.cfg, runDir: m.runDir, restore: m.restore}
+	m.restore = nil
 	cmd, err := be.command(b)
 	if err != nil {
+		m.closeDrives()
 		m.mu.Unlock()
 		be.release()
 		m.vsockFile.release()
@@ -191,6 +206,7 @@ func (m *Machine) Start(ctx context.Context) (retErr error) {
 	began := time.Now()
 	p, err := spawn(cmd, m.out, func(p *process) { m.reaped(p, be) })
 	if err != nil {
+		m.closeDrives()
 		m.mu.Unlock()
 		be.release()
 		m.vsockFile.release()
@@ -263,6 +279,9 @@ func (m *Machine) reaped(p *process, be backend) {
 	m.vsockFile.release()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.proc == p {
+		m.closeDrives()
+	}
 	if m.proc == p && m.state != Destroyed {
 		m.state = Stopped
 	}

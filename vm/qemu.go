@@ -45,6 +45,15 @@ type qemuBackend struct {
 
 	token string // the agent's token for this boot
 
+	// memPath is the guest memory's file in the run directory, shared
+	// with QEMU (cold boots; snapshot_qemu.go); "" for a restored VM,
+	// whose memory is the snapshot's, mapped privately.
+	memPath string
+	// stateFile is the snapshot's device state QEMU reads at a restore
+	// (restore_qemu.go), stateFD its descriptor number in QEMU.
+	stateFile *os.File
+	stateFD   int
+
 	mu         sync.Mutex
 	qmp        *qemu.QMP     // nil until start connected, and after release
 	released   bool          // release ran: a late QMP connection is closed at once
@@ -65,6 +74,11 @@ func newQEMUBackend(m *Machine) backend {
 func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
 	h := probeHost(b.cfg.Accel)
 	h.sandbox = qemu.SandboxSupported(b.cfg.QEMUBin)
+	if b.restore != nil {
+		if err := restoreHost(&h, b.restore); err != nil { // restore_qemu.go
+			return nil, err
+		}
+	}
 	q.boot = b
 	cfg := b.cfg
 	if cfg.Vsock != nil && h.vhostVsock {
@@ -98,7 +112,7 @@ func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
 	}
 	// The kernel command line, with the agent's token, goes in a 0600 file
 	// in the run directory: QEMU's argv is world-readable.
-	tok, err := newAgentToken(b.runDir)
+	tok, err := q.bootToken(b)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +126,9 @@ func (q *qemuBackend) command(b *boot) (*exec.Cmd, error) {
 	cmd.Dir = b.runDir
 	if q.vsockFile != nil {
 		cmd.ExtraFiles = []*os.File{q.vsockFile}
+	}
+	if err := q.memoryArgs(b, cmd); err != nil { // snapshot_qemu.go
+		return nil, err
 	}
 	return cmd, nil
 }
@@ -133,6 +150,11 @@ func (q *qemuBackend) start(ctx context.Context, b *boot) error {
 	if released { // QEMU exited and was reaped while we connected
 		_ = c.Close()
 		return ErrNotRunning
+	}
+	if b.restore != nil {
+		if err := q.startIncoming(ctx, c); err != nil { // restore_qemu.go
+			return err
+		}
 	}
 	// QEMU runs the guest as soon as it is initialised (no -S); the boot is
 	// acknowledged once QMP reports it running.
@@ -254,7 +276,11 @@ func (q *qemuBackend) release() {
 	if q.vsockFile != nil {
 		_ = q.vsockFile.Close() // frees the CID once QEMU's copy is gone too
 	}
+	q.closeStateFile()
 	_ = q.removeSockets()
+	if q.memPath != "" {
+		_ = removeIfExists(q.memPath) // the guest's memory dies with it
+	}
 }
 
 // client returns the QMP client, or ErrNotRunning before start connected

@@ -78,7 +78,7 @@ func qemuSpec(id string, c *Config, runDir string, h qemuHost) qemu.Spec {
 		FS:        qemuShares(c),
 	}
 	for _, d := range c.allDrives() {
-		s.Drives = append(s.Drives, qemu.Drive{ID: d.ID, Path: d.Path, ReadOnly: d.ReadOnly})
+		s.Drives = append(s.Drives, qemu.Drive{ID: d.ID, Path: drivePath(runDir, d), ReadOnly: d.ReadOnly})
 	}
 	if n := c.Network; n != nil {
 		s.Net = &qemu.NIC{Tap: n.Tap, MAC: n.MAC, Vhost: h.vhostNet}

@@ -87,8 +87,9 @@ func TestQEMUArgs(t *testing.T) {
 			host: tcgHost,
 			want: join(head("tcg,thread=multi", "max", "cpus=2,sockets=1,cores=2,threads=1"),
 				[]string{"-append", DefaultBootArgs + " root=/dev/vda rw tsc_early_khz=2900000 no_timer_check cryptomgr.notests quiet" + listen, "-serial", "stdio",
-					"-drive", "if=none,id=rootfs,file=/img/root,,fs.ext4,format=raw,cache=writeback,aio=threads", "-device", "virtio-blk-device,drive=rootfs",
-					"-drive", "if=none,id=data,file=/d/data.img,format=raw,cache=writeback,aio=threads", "-device", "virtio-blk-device,drive=data",
+					// Writable drives: the run directory's link (linkDrives).
+					"-drive", "if=none,id=rootfs,file=" + runDir + "/drive-rootfs.img,format=raw,cache=writeback,aio=threads", "-device", "virtio-blk-device,drive=rootfs",
+					"-drive", "if=none,id=data,file=" + runDir + "/drive-data.img,format=raw,cache=writeback,aio=threads", "-device", "virtio-blk-device,drive=data",
 					"-drive", "if=none,id=ro,file=/d/ro.img,format=raw,cache=writeback,aio=threads,readonly=on", "-device", "virtio-blk-device,drive=ro",
 				}, serialAgent, qmp),
 		},

@@ -41,22 +41,28 @@ func newAgentToken(runDir string) (string, error) {
 		return "", fmt.Errorf("agent token: %w", err)
 	}
 	tok := hex.EncodeToString(raw[:])
+	return tok, writeAgentToken(runDir, tok)
+}
+
+// writeAgentToken writes tok to the run directory's AgentTokenFile,
+// replacing the previous boot's.
+func writeAgentToken(runDir, tok string) error {
 	path := filepath.Join(runDir, AgentTokenFile)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("agent token: %w", err)
+		return fmt.Errorf("agent token: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("agent token: %w", err)
+		return fmt.Errorf("agent token: %w", err)
 	}
 	_, err = f.WriteString(tok + "\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("agent token: %w", err)
+		return fmt.Errorf("agent token: %w", err)
 	}
-	return tok, nil
+	return nil
 }
 
 // ReadAgentToken returns the agent token of the VM whose run directory is

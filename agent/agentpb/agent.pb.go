@@ -1443,6 +1443,106 @@ func (*ShutdownResponse) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
+// RefreshRequest tells the agent of a VM restored from a snapshot that it is
+// a new machine: it mixes entropy into the kernel RNG (crediting it) and
+// reseeds the CRNG, sets the wall clock to unix_nano, and sets the host
+// name when hostname is not empty.
+type RefreshRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entropy       []byte                 `protobuf:"bytes,1,opt,name=entropy,proto3" json:"entropy,omitempty"`
+	UnixNano      int64                  `protobuf:"varint,2,opt,name=unix_nano,json=unixNano,proto3" json:"unix_nano,omitempty"`
+	Hostname      string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshRequest) Reset() {
+	*x = RefreshRequest{}
+	mi := &file_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshRequest) ProtoMessage() {}
+
+func (x *RefreshRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshRequest.ProtoReflect.Descriptor instead.
+func (*RefreshRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RefreshRequest) GetEntropy() []byte {
+	if x != nil {
+		return x.Entropy
+	}
+	return nil
+}
+
+func (x *RefreshRequest) GetUnixNano() int64 {
+	if x != nil {
+		return x.UnixNano
+	}
+	return 0
+}
+
+func (x *RefreshRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+type RefreshResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshResponse) Reset() {
+	*x = RefreshResponse{}
+	mi := &file_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshResponse) ProtoMessage() {}
+
+func (x *RefreshResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshResponse.ProtoReflect.Descriptor instead.
+func (*RefreshResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{20}
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -1533,7 +1633,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x04info\x18\x01 \x01(\v2\x18.petty.agent.v1.FileInfoR\x04info\")\n" +
 	"\x0fShutdownRequest\x12\x16\n" +
 	"\x06reboot\x18\x01 \x01(\bR\x06reboot\"\x12\n" +
-	"\x10ShutdownResponse2\x8c\x04\n" +
+	"\x10ShutdownResponse\"c\n" +
+	"\x0eRefreshRequest\x12\x18\n" +
+	"\aentropy\x18\x01 \x01(\fR\aentropy\x12\x1b\n" +
+	"\tunix_nano\x18\x02 \x01(\x03R\bunixNano\x12\x1a\n" +
+	"\bhostname\x18\x03 \x01(\tR\bhostname\"\x11\n" +
+	"\x0fRefreshResponse2\x8c\x04\n" +
 	"\x05Agent\x12A\n" +
 	"\x04Ping\x12\x1b.petty.agent.v1.PingRequest\x1a\x1c.petty.agent.v1.PingResponse\x12A\n" +
 	"\x04Exec\x12\x19.petty.agent.v1.ExecInput\x1a\x1a.petty.agent.v1.ExecOutput(\x010\x01\x12M\n" +
@@ -1555,7 +1660,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),      // 0: petty.agent.v1.PingRequest
 	(*PingResponse)(nil),     // 1: petty.agent.v1.PingResponse
@@ -1576,6 +1681,8 @@ var file_agent_proto_goTypes = []any{
 	(*StatResponse)(nil),     // 16: petty.agent.v1.StatResponse
 	(*ShutdownRequest)(nil),  // 17: petty.agent.v1.ShutdownRequest
 	(*ShutdownResponse)(nil), // 18: petty.agent.v1.ShutdownResponse
+	(*RefreshRequest)(nil),   // 19: petty.agent.v1.RefreshRequest
+	(*RefreshResponse)(nil),  // 20: petty.agent.v1.RefreshResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	2,  // 0: petty.agent.v1.ExecInput.start:type_name -> petty.agent.v1.ExecStart
@@ -1651,7 +1758,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

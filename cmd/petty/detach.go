@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pettyvm/petty/image"
+	"github.com/pettyvm/petty/vm"
 )
 
 // Status lines the supervisor writes on its status pipe.
@@ -33,7 +34,7 @@ const (
 // SIGPIPE), and someone must reap it. The supervisor runs in its own session,
 // writes the console to console.log in the VM's run directory (capped at
 // consoleLimit bytes), and destroys the VM's run directory when the VMM exits.
-func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleLimit int64) (retErr error) {
+func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleLimit int64, restore string) (retErr error) {
 	if name == "" {
 		name = generateName()
 	} else if !namePattern.MatchString(name) {
@@ -47,7 +48,18 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleL
 	prog := newProgress(a.stderr, a.verbose)
 	defer prog.done()
 	f.hostname = name
-	cfg, choice, scratch, err := a.prepare(ctx, f, prog)
+	var (
+		cfg     vm.Config
+		choice  vmmChoice
+		scratch string
+		err     error
+	)
+	if restore != "" { // petty run --restore DIR --detach (restore.go)
+		cfg, err = a.restoreConfig(f, restore)
+		choice = vmmChoice{vmm: cfg.VMM}
+	} else {
+		cfg, choice, scratch, err = a.prepare(ctx, f, prog)
+	}
 	if err != nil {
 		return err
 	}
@@ -63,7 +75,7 @@ func (a *app) runDetached(ctx context.Context, f *vmFlags, name string, consoleL
 		}
 	}()
 	cfg.Logger, cfg.Console = nil, nil // the supervisor sets its own
-	sp := spec{Name: name, Created: r.Created, Config: cfg, BootTimeout: f.bootTimeout, Verbose: a.verbose, ConsoleLimit: consoleLimit, Scratch: scratch}
+	sp := spec{Name: name, Created: r.Created, Config: cfg, BootTimeout: f.bootTimeout, Verbose: a.verbose, ConsoleLimit: consoleLimit, Scratch: scratch, Restore: restore}
 	c, status, err := a.spawnSupervisor(name, &sp)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ func (a *app) runCommand() *cobra.Command {
 		detach       bool
 		name         string
 		consoleLimit string
+		restore      string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] [--] CMD [ARGS...]",
@@ -38,16 +40,30 @@ VM writes to its own layer above it (--disk-size, discarded with the VM).
 kernel instead. --env, --workdir, --user and --timeout shape the command
 (exit code 124 when --timeout killed it). With --detach, petty boots
 the VM, prints its name and leaves it running: see petty exec, logs, ls,
-stop, rm.`,
+stop, rm. With --restore DIR, petty starts the VM from a snapshot taken by
+petty snapshot instead of booting it (milliseconds instead of seconds); the
+snapshot fixes the image, memory, vCPUs and disks.`,
 		Example: `  petty run -- uname -a
   echo hello | petty run -- cat
   petty run --vmm qemu --memory 512 -- sh -c 'free -m'
   petty run --user user --workdir /tmp --env DEBUG=1 --timeout 30s -- python3 -c 'print(1)'
   petty run --image minimal -- uname -r
-  petty run --detach --name dev`,
+  petty run --detach --name dev
+  petty run --restore ./base.snap -- python3 -V
+  petty run --restore ./base.snap --detach --name clone1`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.check(); err != nil {
 				return err
+			}
+			if restore != "" {
+				if err := checkRestoreFlags(cmd.Flags()); err != nil {
+					return err
+				}
+				abs, err := filepath.Abs(restore)
+				if err != nil {
+					return err
+				}
+				restore = abs
 			}
 			if detach {
 				if len(args) > 0 {
@@ -60,7 +76,7 @@ stop, rm.`,
 				if xf.changed(cmd.Flags()) {
 					return usagef("--env, --workdir, --user and --timeout are for a command: pass them to 'petty exec'")
 				}
-				return a.runDetached(cmd.Context(), &f, name, limit)
+				return a.runDetached(cmd.Context(), &f, name, limit, restore)
 			}
 			if name != "" {
 				return usagef("--name is only for --detach")
@@ -74,6 +90,9 @@ stop, rm.`,
 			if err := xf.check(); err != nil {
 				return err
 			}
+			if restore != "" {
+				return a.runRestored(cmd.Context(), &f, restore, xf.cmd(args))
+			}
 			return a.runOnce(cmd.Context(), &f, xf.cmd(args))
 		},
 	}
@@ -83,6 +102,7 @@ stop, rm.`,
 	xf.register(fs)
 	fs.BoolVar(&detach, "detach", false, "boot the VM, print its name and leave it running")
 	fs.StringVar(&name, "name", "", "name of a detached VM (default: generated)")
+	fs.StringVar(&restore, "restore", "", "start the VM from the snapshot in this directory (see petty snapshot) instead of booting it")
 	fs.StringVar(&consoleLimit, "console-limit", "8MiB", "cap of a detached VM's console log on disk (rotated; see petty logs)")
 	return cmd
 }

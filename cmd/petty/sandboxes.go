@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
@@ -24,6 +26,8 @@ type sandboxFlags struct {
 	memoryShare  float64
 	timeout      time.Duration
 	maxTimeout   time.Duration
+	pool         int
+	snapshots    bool
 }
 
 func (f *sandboxFlags) register(fs *pflag.FlagSet) {
@@ -32,6 +36,8 @@ func (f *sandboxFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&f.memoryShare, "memory-share", sandbox.DefaultMemoryShare, "share of the host's memory the sandboxes may use together (0-1]")
 	fs.DurationVar(&f.timeout, "sandbox-timeout", sandbox.DefaultTimeout, "a sandbox's lifetime unless create_sandbox gives one")
 	fs.DurationVar(&f.maxTimeout, "max-sandbox-timeout", 24*time.Hour, "the longest lifetime a sandbox may be given")
+	fs.IntVar(&f.pool, "pool", 0, "sandboxes kept ready (booted, agent answering) for create_sandbox to hand out at once; they hold memory")
+	fs.BoolVar(&f.snapshots, "snapshots", true, "start sandboxes by restoring a template snapshot of the image (made once, at agent-ready) instead of a cold boot, where the VMM can")
 }
 
 // manager resolves the VMM and the default guest image (the flags' kernel,
@@ -46,6 +52,9 @@ func (a *app) manager(ctx context.Context, f *sandboxFlags, hooks ...func(*sandb
 	}
 	if f.maxSandboxes < 1 {
 		return nil, usagef("--max-sandboxes must be at least 1")
+	}
+	if f.pool < 0 {
+		return nil, usagef("--pool must not be negative")
 	}
 	prog := newProgress(a.stderr, a.verbose)
 	cfg, _, scratch, err := a.prepare(ctx, &f.vm, prog)
@@ -76,12 +85,27 @@ func (a *app) manager(ctx context.Context, f *sandboxFlags, hooks ...func(*sandb
 		VM:          cfg,
 		BootTimeout: f.vm.bootTimeout,
 		StopTimeout: f.vm.stopTimeout,
+		Snapshots:   f.snapshots,
+		StateDir:    sandboxStateDir(),
+		Pool:        f.pool,
 		Logger:      a.logger(),
 	}
 	for _, h := range hooks {
 		h(&mcfg)
 	}
 	return sandbox.NewManager(mcfg)
+}
+
+// sandboxStateDir is where the sandbox Manager keeps its template
+// snapshots, a cache next to the image store ($XDG_CACHE_HOME/petty/
+// sandboxes, else ~/.cache/petty/sandboxes), or "" (a private directory
+// for this server only) without a cache directory.
+func sandboxStateDir() string {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(cache, "petty", "sandboxes")
 }
 
 // closeManager destroys every sandbox of mgr, within 25 s.

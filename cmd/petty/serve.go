@@ -54,7 +54,11 @@ X-API-Key, or a sandbox's access token); with neither, petty generates one
 loopback only). --listen unix://PATH listens on a 0600 unix socket. A sandbox
 created over MCP lives as long as the MCP session that created it: when the
 client ends the session, or it is idle for --session-timeout, its sandboxes are
-destroyed. SIGTERM stops accepting, destroys every sandbox and exits 0.`,
+destroyed. --pool N keeps N sandboxes ready (their agent answering) for
+create_sandbox to hand out at once, refilled in the background; they count
+against --memory-share. Sandboxes start from a template snapshot of the image
+where the VMM can (--snapshots). SIGTERM stops accepting, destroys every
+sandbox and pooled VM and exits 0.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.serve(&f, listen, tokenFile, sessionTimeout) },
 	}
@@ -199,6 +203,13 @@ func (a *app) serve(f *sandboxFlags, listen, tokenFile string, sessionTimeout ti
 		return err
 	}
 	metrics = newServeMetrics(mgr.Len)
+	if f.pool > 0 {
+		go func() { // ends when the pool is full, or at SIGTERM or Close
+			if mgr.WaitPool(ctx) == nil {
+				fmt.Fprintf(a.stderr, "petty serve: pool ready: %d sandboxes\n", mgr.Pooled())
+			}
+		}()
+	}
 	defer func() {
 		if err := a.closeManager(mgr); err != nil && retErr == nil {
 			retErr = err

@@ -45,6 +45,10 @@ type spec struct {
 	// Scratch is the VM's scratch disk, which the supervisor unlinks once
 	// the VM booted or failed to (see scratch.go); "" for none.
 	Scratch string `json:"scratch,omitempty"`
+	// Restore, when set, is the snapshot directory the VM is restored
+	// from (petty run --restore); Config then carries only RunDir,
+	// FirecrackerBin and VMM, and Tap in Config.Network when given.
+	Restore string `json:"restore,omitempty"`
 }
 
 func (a *app) superviseCommand() *cobra.Command {
@@ -129,8 +133,18 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 	if s.Verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	m, err := vm.New(cfg)
-	if err != nil {
+	var m *vm.Machine
+	bctx, cancel := context.WithTimeout(ctx, s.BootTimeout)
+	defer cancel()
+	if s.Restore != "" {
+		// The console's first bytes, before the run directory exists, are
+		// dropped (see consoleLog).
+		m, err = vm.Restore(bctx, s.Restore, restoreOptions(cfg, name))
+		if err != nil {
+			_ = a.forget(r)
+			return bootError(ctx, err, s.BootTimeout, nil)
+		}
+	} else if m, err = vm.New(cfg); err != nil {
 		_ = a.forget(r)
 		return err
 	}
@@ -141,19 +155,23 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 	}
 	console.open(filepath.Join(m.RunDir(), consoleLogName), s.ConsoleLimit)
 
-	bctx, cancel := context.WithTimeout(ctx, s.BootTimeout)
-	defer cancel()
-	err = m.Start(bctx)
-	if err == nil {
-		var c interface{ Close() error }
-		c, err = m.Agent(bctx)
+	if s.Restore == "" {
+		err = m.Start(bctx)
 		if err == nil {
-			_ = c.Close()
+			var c interface{ Close() error }
+			c, err = m.Agent(bctx)
+			if err == nil {
+				_ = c.Close()
+			}
 		}
 	}
 	image.RemoveScratchDisk(s.Scratch) // the VMM holds it open
 	if err == nil {
 		err = console.ensure() // petty logs finds it even if the guest is quiet
+	}
+	var stopControl func()
+	if err == nil {
+		stopControl, err = serveControl(m) // petty snapshot (snapshot.go)
 	}
 	if err != nil {
 		tail := m.ConsoleTail()
@@ -171,6 +189,7 @@ func (a *app) supervise(name string, status io.WriteCloser, specR io.ReadCloser)
 		return err
 	}
 	report(statusOK + m.ID())
+	defer stopControl()
 
 	_ = m.Wait(ctx) // until the VMM exits, or a signal
 	if caught() != 0 {

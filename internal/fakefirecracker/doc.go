@@ -10,8 +10,9 @@
 // when the device is configured; pre-boot-only calls fail after InstanceStart
 // and post-boot-only calls fail before it. Every failure is a 400 response
 // with a JSON body {"fault_message": "..."}. Endpoints of the Firecracker API
-// that the fake does not implement (balloon, mmds, snapshots, ...) also answer
-// 400, with a fault message that says so.
+// that the fake does not implement (balloon, mmds, ...) also answer 400, with
+// a fault message that says so. Snapshots (PUT /snapshot/create and
+// /snapshot/load) follow Firecracker's rules; see snapshot.go.
 //
 // Like Firecracker it refuses to start when the API socket already exists,
 // and it never removes the API socket nor the vsock socket when it exits.

@@ -97,6 +97,7 @@ func (v *vmm) instanceStartLocked() error {
 			return faultf("fake firecracker: cannot start the fake guest: %v", err)
 		}
 	}
+	v.guestStarted = true
 	v.state = stateRunning
 	v.gate.open()
 	if v.logger != nil {
@@ -137,6 +138,9 @@ func (v *vmm) patchVMLocked(in *vmState) error {
 		v.gate.shut()
 		signalGuest(sigStop)
 		return nil
+	}
+	if !v.guestStarted { // restored without resume_vm (snapshot.go)
+		return v.runRestoredLocked()
 	}
 	v.state = stateRunning
 	signalGuest(sigCont)

@@ -19,8 +19,6 @@ var unimplemented = map[string][]string{
 	"/entropy":                {"PUT"},
 	"/serial":                 {"PUT"},
 	"/hotplug/memory":         {"GET", "PUT", "PATCH"},
-	"/snapshot/create":        {"PUT"},
-	"/snapshot/load":          {"PUT"},
 }
 
 // handle answers one API request.
@@ -88,6 +86,10 @@ func (v *vmm) route(method, path string, body []byte) (res response, ok bool) {
 		res = apply(body, v.actionLocked)
 	case path == "/vm" && method == "PATCH":
 		res = apply(body, v.patchVMLocked)
+	case path == "/snapshot/create" && method == "PUT":
+		res = apply(body, v.createSnapshotLocked)
+	case path == "/snapshot/load" && method == "PUT":
+		res = apply(body, v.loadSnapshotLocked)
 	default:
 		if id, found := strings.CutPrefix(path, "/drives/"); found && id != "" && !strings.Contains(id, "/") {
 			switch method {

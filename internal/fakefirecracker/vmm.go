@@ -35,6 +35,11 @@ type vmm struct {
 	metricsF  *os.File
 
 	gate runGate // open while the guest runs
+
+	// machineSet records a PUT or PATCH /machine-config (it rules out a
+	// snapshot load); guestStarted that the fake guest runs (snapshot.go).
+	machineSet   bool
+	guestStarted bool
 }
 
 func newVMM(opts *options, sw *switches) *vmm {
@@ -155,6 +160,7 @@ func (v *vmm) putMachineConfigLocked(in *machineConfig, patch bool) error {
 		mc.CPUTemplate = nil
 	}
 	v.machine = mc
+	v.machineSet = true
 	return nil
 }
 

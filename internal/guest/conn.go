@@ -110,6 +110,8 @@ func (c *conn) request(h wire.Header, body []byte) {
 		unary(c, id, req.Payload, svc.ListDir)
 	case wire.MethodShutdown:
 		unary(c, id, req.Payload, svc.Shutdown)
+	case wire.MethodRefresh:
+		unary(c, id, req.Payload, svc.Refresh) // refresh_linux.go
 	case wire.MethodExec:
 		c.startStream(id, req.TimeoutNano, func(ctx context.Context, st *stream) error {
 			return svc.Exec(ctx, execStream{st})

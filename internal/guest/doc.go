@@ -1,6 +1,6 @@
 // Package guest is petty-agent, the guest side of petty's agent protocol
 // (package agent/wire): the Server with its methods (Exec, files, Ping,
-// Shutdown), the serial transport's agent side, and what the agent does as
+// Shutdown, Refresh), the serial transport's agent side, and what the agent does as
 // a guest's PID 1: mounting the essential file systems, reaping orphans,
 // powering off, setting the host name, and, as the initramfs's /init,
 // loading kernel modules, naming virtio-serial ports and switching into an
