@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -90,8 +89,9 @@ func switchToOverlayRoot(root, scratch string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("agent: mount the overlay root (%s): %w", opts, err)
 	}
+	mps := mountPoints()
 	for _, m := range movedMounts {
-		if !mounted(m) {
+		if !mps[m] {
 			continue
 		}
 		target := filepath.Join(overlayNewRoot, m)
@@ -102,45 +102,24 @@ func switchToOverlayRoot(root, scratch string, log *slog.Logger) error {
 			return fmt.Errorf("agent: move %s into the new root: %w", m, err)
 		}
 	}
-	if st, err := os.Stat("/"); err == nil {
-		// As switch_root does: the initramfs's files (the agent, modules,
-		// busybox) would otherwise stay in memory for the VM's lifetime.
-		freed := removeOnDevice("/", st.Sys().(*syscall.Stat_t).Dev)
-		log.Debug("freed the initramfs", "bytes", freed)
+	// The initramfs's files are deleted later, through this descriptor
+	// (see freeInitramfs).
+	oldRoot, err := os.Open("/")
+	if err != nil {
+		return fmt.Errorf("agent: overlay root: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(oldRoot.Fd()), &st); err != nil {
+		oldRoot.Close()
+		return fmt.Errorf("agent: overlay root: %w", err)
 	}
 	if err := switchRoot(overlayNewRoot); err != nil {
+		oldRoot.Close()
 		return err
 	}
+	keepInitramfs(oldRoot, st.Dev)
 	log.Debug("overlay root", "base", root, "scratch", scratch, "took", time.Since(start))
 	return nil
-}
-
-// removeOnDevice removes what is below dir on device dev, never crossing
-// into another file system (the new root and the disks mounted for it),
-// best effort, and returns the bytes of the regular files removed.
-func removeOnDevice(dir string, dev uint64) (freed int64) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0
-	}
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(p)
-		if err != nil {
-			continue
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok || st.Dev != dev {
-			continue // a mount point
-		}
-		if fi.IsDir() {
-			freed += removeOnDevice(p, dev)
-		} else if fi.Mode().IsRegular() {
-			freed += fi.Size()
-		}
-		_ = os.Remove(p) // a directory still holding a mount point stays
-	}
-	return freed
 }
 
 // switchRoot makes newRoot, a mount point, the root: moved onto / and
