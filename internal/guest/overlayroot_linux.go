@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -189,4 +190,28 @@ func addHostsEntry(path, name string) error {
 	}
 	b = append(b, "127.0.1.1\t"+name+"\n"...)
 	return os.WriteFile(path, b, 0o644)
+}
+
+// resolvConfPath is the resolver configuration petty.dns= fills in.
+const resolvConfPath = "/etc/resolv.conf"
+
+// writeResolvConf writes path (in the VM's own layer) naming the name
+// servers of dns, comma-separated addresses (petty.dns=, the host's name
+// servers when the VM has a network), unless the image has its own file
+// there (a symbolic link counts). Entries that are not IP addresses are
+// left out; none left writes nothing.
+func writeResolvConf(path, dns string) error {
+	if _, err := os.Lstat(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var b strings.Builder
+	for _, a := range strings.Split(dns, ",") {
+		if ip := net.ParseIP(a); ip != nil {
+			b.WriteString("nameserver " + ip.String() + "\n")
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return os.WriteFile(path, []byte("# petty: the host's name servers (petty.dns=)\n"+b.String()), 0o644)
 }
