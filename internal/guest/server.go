@@ -112,6 +112,9 @@ func (s *Server) end() {
 	if s.active == 0 {
 		close(s.idle)
 	}
+	if s.answered == nil { // a conn served without Serve (tests)
+		return
+	}
 	select {
 	case <-s.answered:
 	default:
