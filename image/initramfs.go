@@ -107,6 +107,9 @@ func initramfsTree(in *inputs) (*tree, error) {
 		if err != nil {
 			return nil, err
 		}
+		if data, err = stripModuleSignature(m.relPath, data); err != nil {
+			return nil, err
+		}
 		if err := t.file(p, 0o644, data); err != nil {
 			return nil, err
 		}

@@ -14,7 +14,7 @@ import (
 
 // formatVersion changes whenever the layout or contents Build produces
 // change for the same inputs, so older cache entries are not reused.
-const formatVersion = "petty-image-v3"
+const formatVersion = "petty-image-v4" // v4: module signatures stripped
 
 // module is a kernel module file to put in the initramfs.
 type module struct {

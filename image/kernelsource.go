@@ -25,11 +25,12 @@ import (
 )
 
 // microvmFragment is the kernel config fragment merged over `make
-// tinyconfig` for Options.KernelSource. It is a byte-for-byte copy of the
-// project's reference fragment, shared/reference/microvm-kernel.fragment.config
-// (outside this module, so it is copied here to be embedded); keep the two
-// identical (TestMicrovmFragmentMatchesReference checks it when shared/ is
-// there).
+// tinyconfig` for Options.KernelSource: the project's reference fragment,
+// shared/reference/microvm-kernel.fragment.config (outside this module, so
+// it is copied here to be embedded), followed by what images with a root
+// file system need (overlayfs). It must keep every option of the reference
+// with the reference's value (TestMicrovmFragmentCoversReference checks it
+// when shared/ is there).
 //
 //go:embed microvm.config
 var microvmFragment string

@@ -76,7 +76,7 @@ func TestKernelSourceBuild(t *testing.T) {
 
 	var sourceBoots, cloudBoots []time.Duration
 	for i := range 3 {
-		d, release := bootToAgent(t, img, i == 0, false)
+		d, release := bootToAgent(t, img, i == 0, bootInitramfs)
 		sourceBoots = append(sourceBoots, d)
 		if !strings.HasPrefix(release, "6.1") || strings.Contains(release, "cloud") {
 			t.Errorf("guest uname -r = %q, want the 6.1 kernel built from source", release)
@@ -87,11 +87,17 @@ func TestKernelSourceBuild(t *testing.T) {
 	// As under Firecracker: no initramfs, the kernel mounts the root file
 	// system itself and runs its /sbin/init, the agent, which finds where to
 	// serve on the kernel command line.
-	d, release := bootToAgent(t, img, false, true)
+	d, release := bootToAgent(t, img, false, bootRootFS)
 	if !strings.HasPrefix(release, "6.1") {
 		t.Errorf("guest uname -r from the root file system = %q", release)
 	}
 	t.Logf("kernel from source, root file system without initramfs: boot to agent ready: %v", d)
+
+	// As a store image boots (under Firecracker too): the initramfs's agent
+	// stacks the root file system, read-only, and a scratch disk with
+	// overlayfs, which the kernel must have built in.
+	d, _ = bootToAgent(t, img, false, bootOverlay)
+	t.Logf("kernel from source, overlay root (read-only base + scratch disk): boot to agent ready: %v", d)
 
 	cloud, err := image.Build(ctx, image.Options{AgentPath: agentPath, CacheDir: cache})
 	if err != nil {
@@ -99,7 +105,7 @@ func TestKernelSourceBuild(t *testing.T) {
 		return
 	}
 	for range 3 {
-		d, _ := bootToAgent(t, cloud, false, false)
+		d, _ := bootToAgent(t, cloud, false, bootInitramfs)
 		cloudBoots = append(cloudBoots, d)
 	}
 	t.Logf("Debian cloud kernel: boot to agent ready under QEMU TCG: %v (median of %v)", median(cloudBoots), cloudBoots)
@@ -123,11 +129,23 @@ func checkSourceKernelImage(t *testing.T, img *image.Image) {
 	}
 }
 
-// bootToAgent boots img under QEMU TCG, waits for its agent, runs `uname
-// -r` and destroys the machine. It returns the time from Start to the
-// agent answering and the guest's release. fromRootFS boots a copy of
-// img.RootFS as the root drive, without the initramfs.
-func bootToAgent(t *testing.T, img *image.Image, logConsole, fromRootFS bool) (time.Duration, string) {
+// How bootToAgent boots an image.
+type bootMode int
+
+const (
+	bootInitramfs bootMode = iota // the initramfs alone
+	bootRootFS                    // a copy of img.RootFS as the root drive, without the initramfs
+	// bootOverlay: the initramfs, img.RootFS read-only as /dev/vda and a
+	// fresh scratch disk as /dev/vdb, stacked by the agent (petty.root=,
+	// petty.scratch=); the guest must show overlayfs in /proc/filesystems
+	// and as its root.
+	bootOverlay
+)
+
+// bootToAgent boots img under QEMU TCG as mode says, waits for its agent,
+// runs `uname -r` and destroys the machine. It returns the time from Start
+// to the agent answering and the guest's release.
+func bootToAgent(t *testing.T, img *image.Image, logConsole bool, mode bootMode) (time.Duration, string) {
 	t.Helper()
 	var console bytes.Buffer
 	cfg := vm.Config{
@@ -140,7 +158,16 @@ func bootToAgent(t *testing.T, img *image.Image, logConsole, fromRootFS bool) (t
 		RunDir:    filepath.Join(testutil.ShortTempDir(t), "run"),
 		Console:   &console,
 	}
-	if fromRootFS {
+	switch mode {
+	case bootOverlay:
+		scratch, err := image.NewScratchDisk(t.Context(), filepath.Join(t.TempDir(), "scratch"), 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RootDrive = vm.Drive{Path: img.RootFS, ReadOnly: true}
+		cfg.Drives = []vm.Drive{{ID: image.ScratchDriveID, Path: scratch}}
+		cfg.BootArgs = vm.DefaultBootArgs + " petty.root=/dev/vda petty.scratch=/dev/vdb"
+	case bootRootFS:
 		data, err := os.ReadFile(img.RootFS)
 		if err != nil {
 			t.Fatal(err)
@@ -181,6 +208,14 @@ func bootToAgent(t *testing.T, img *image.Image, logConsole, fromRootFS bool) (t
 		t.Fatalf("guest uname -r: %v\nstderr: %s\nconsole:\n%s", err, stderr.String(), m.ConsoleTail())
 	}
 	took := time.Since(began)
+	if mode == bootOverlay {
+		for file, want := range map[string]string{"/proc/filesystems": "\toverlay\n", "/proc/mounts": "overlay / overlay "} {
+			b, err := c.ReadFile(ctx, file)
+			if err != nil || !strings.Contains(string(b), want) {
+				t.Errorf("guest %s lacks %q (%v):\n%s\nconsole:\n%s", file, want, err, b, m.ConsoleTail())
+			}
+		}
+	}
 	return took, strings.TrimSpace(stdout.String())
 }
 

@@ -66,7 +66,7 @@ root file system of petty run's built-in image, outside the store.`,
 				fl.legacy.KernelPath = fl.spec.KernelPath
 				fl.legacy.KernelSource = fl.spec.KernelSource
 				fl.legacy.KernelSourceTarball = fl.spec.KernelSourceTarball
-				res, err := buildDefaultImage(cmd.Context(), fl.legacy, prog, a.logger())
+				res, err := buildDefaultImage(cmd.Context(), fl.legacy, prog.forBuild(), a.logger())
 				if err != nil {
 					return err
 				}

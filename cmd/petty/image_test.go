@@ -69,6 +69,15 @@ func TestImageCommands(t *testing.T) {
 	if res.stdout != want {
 		t.Errorf("image build printed %q, want %q", res.stdout, want)
 	}
+	// Off a terminal the build's progress is plain lines, one per step.
+	for _, step := range []string{"resolve inputs", "extract kernel", "initramfs", "unpack root file system", "rootfs", "store"} {
+		if line := "petty: building image bb: " + step + "…\n"; !strings.Contains(res.stderr, line) {
+			t.Errorf("image build's stderr lacks the line %q:\n%s", line, res.stderr)
+		}
+	}
+	if strings.ContainsAny(res.stderr, "\r\033") {
+		t.Errorf("image build's stderr redraws lines off a terminal: %q", res.stderr)
+	}
 
 	res = h.run(nil, "-v", "image", "build", "--from-tar", tarball, "--name", "bb", "--cache", cache, "--agent", agent)
 	if res.code != 0 || res.stdout != want || !strings.Contains(res.stderr, "cache hit") {

@@ -93,7 +93,8 @@ func storeImage(ctx context.Context, name string, prog *progress, log *slog.Logg
 
 // addOverlayRoot attaches img's base read-only as the root drive and a new
 // scratch disk of size bytes as the second drive, and tells the guest's
-// init to stack them (see scratch.go). It returns the scratch disk's path,
+// init to stack them (see scratch.go); with a network (--tap) it also hands
+// the guest the host's name servers. It returns the scratch disk's path,
 // for the caller to unlink once the VM booted.
 func addOverlayRoot(ctx context.Context, cfg *vm.Config, img guestImage, runRoot string, size int64, hostname string) (string, error) {
 	scratch, err := image.NewScratchDisk(ctx, runRoot, size)
@@ -105,6 +106,13 @@ func addOverlayRoot(ctx context.Context, cfg *vm.Config, img guestImage, runRoot
 	args := []string{vm.DefaultBootArgs, "petty.root=" + baseDevice, "petty.scratch=" + scratchDevice}
 	if hostname != "" {
 		args = append(args, "petty.hostname="+hostname)
+	}
+	if cfg.Network != nil {
+		// A VM with a network resolves names as the host does: the
+		// agent writes /etc/resolv.conf unless the image has one.
+		if ns := hostNameservers(); len(ns) > 0 {
+			args = append(args, "petty.dns="+strings.Join(ns, ","))
+		}
 	}
 	cfg.BootArgs = strings.Join(args, " ")
 	return scratch, nil

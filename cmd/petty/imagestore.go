@@ -41,6 +41,7 @@ func buildStoreImage(ctx context.Context, st *image.Store, spec image.BuildSpec,
 		}
 	}
 	spec.Logger = log
+	prog = prog.forBuild()
 	spec.Progress = func(step string) { prog.step("building image %s: %s", name, step) }
 	res, err := st.Build(ctx, spec)
 	prog.done()

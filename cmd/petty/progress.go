@@ -15,11 +15,13 @@ const progressDelay = time.Second
 
 // progress shows what petty is waiting for on stderr: on a terminal, a line
 // for each step that lasts over progressDelay (erased when it ends); with -v,
-// every step at once. Otherwise it prints nothing, and never on stdout.
+// or for an image build (see forBuild), every step at once, as a plain
+// line. Otherwise it prints nothing, and never on stdout.
 type progress struct {
 	w        io.Writer
 	terminal bool
 	verbose  bool
+	lines    bool // every step as a plain line (forBuild off a terminal)
 
 	mu      sync.Mutex
 	timer   *time.Timer
@@ -31,16 +33,26 @@ func newProgress(w io.Writer, verbose bool) *progress {
 	return &progress{w: w, terminal: isTerminal(w), verbose: verbose}
 }
 
+// forBuild returns the progress of an image build, which can take
+// minutes: off a terminal (a log, a CI job) each step is a plain line at
+// once, never a redrawn one; otherwise p itself.
+func (p *progress) forBuild() *progress {
+	if p == nil || p.terminal || p.verbose {
+		return p
+	}
+	return &progress{w: p.w, lines: true}
+}
+
 // step announces a new step, ending the previous one.
 func (p *progress) step(format string, args ...any) {
-	if p == nil || (!p.terminal && !p.verbose) {
+	if p == nil || (!p.terminal && !p.verbose && !p.lines) {
 		return
 	}
 	msg := fmt.Sprintf(format, args...) + "…"
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.endLocked()
-	if p.verbose {
+	if p.verbose || p.lines {
 		fmt.Fprintln(p.w, "petty: "+msg)
 		return
 	}

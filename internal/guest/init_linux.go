@@ -73,8 +73,9 @@ var essentialMounts = []mountSpec{
 // Failures are logged, not fatal: the agent is still useful without /sys.
 func mountEssentials(log *slog.Logger) {
 	devMounted := false
+	mps := mountPoints()
 	for _, m := range essentialMounts {
-		if mounted(m.target) {
+		if mps[m.target] {
 			continue
 		}
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
@@ -95,20 +96,27 @@ func mountEssentials(log *slog.Logger) {
 // mounted reports whether target is a mount point according to
 // /proc/self/mountinfo. Without /proc only /proc itself can be checked.
 func mounted(target string) bool {
+	return mountPoints()[target]
+}
+
+// mountPoints returns the mount points /proc/self/mountinfo lists (none
+// without /proc): read once for a series of checks, since under TCG the
+// kernel takes a while to format the file.
+func mountPoints() map[string]bool {
+	mps := map[string]bool{}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return mps
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint ...
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && fields[4] == target {
-			return true
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
+			mps[fields[4]] = true
 		}
 	}
-	return false
+	return mps
 }
 
 // errNotGuest is returned by powerOff when PID 1 is not the kernel's init

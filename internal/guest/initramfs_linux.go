@@ -111,6 +111,11 @@ func BootInitramfs(log *slog.Logger) (listen string, err error) {
 		if err := addHostsEntry(hostsPath, p.hostname); err != nil {
 			log.Warn("add the host name to /etc/hosts", "err", err)
 		}
+		if p.dns != "" {
+			if err := writeResolvConf(resolvConfPath, p.dns); err != nil {
+				log.Warn("write /etc/resolv.conf", "err", err)
+			}
+		}
 	}
 	setHostname(p.hostname, log)
 	log.Debug("initramfs init done", "protocol", InitramfsInitProtocol, "modules", loaded, "listen", p.listen, "took", time.Since(start))
@@ -144,6 +149,9 @@ type bootParams struct {
 	scratch string
 	// hostname is petty.hostname=, default DefaultHostname.
 	hostname string
+	// dns is petty.dns=, comma-separated name server addresses for an
+	// overlay root without /etc/resolv.conf; "" for none.
+	dns string
 }
 
 // parseBootCmdline reads /proc/cmdline's contents the way /init.sh does:
@@ -160,6 +168,8 @@ func parseBootCmdline(cmdline string) bootParams {
 			p.scratch = v
 		} else if v, ok := strings.CutPrefix(arg, "petty.hostname="); ok && v != "" {
 			p.hostname = v
+		} else if v, ok := strings.CutPrefix(arg, "petty.dns="); ok {
+			p.dns = v
 		} else if v, ok := strings.CutPrefix(arg, "root="); ok && strings.HasPrefix(v, "/dev/") && p.root == "" {
 			p.root = v
 		}

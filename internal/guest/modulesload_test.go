@@ -152,6 +152,7 @@ func TestParseBootCmdline(t *testing.T) {
 		{"petty.root=/dev/vda petty.scratch=/dev/vdb root=/dev/vda ro", bootParams{hostname: DefaultHostname, listen: DefaultListen, root: "/dev/vda", scratch: "/dev/vdb"}},
 		{"petty.hostname=box1", bootParams{hostname: "box1", listen: DefaultListen}},
 		{"petty.hostname=", bootParams{hostname: DefaultHostname, listen: DefaultListen}},
+		{"petty.dns=10.0.0.2,2001:db8::1", bootParams{hostname: DefaultHostname, listen: DefaultListen, dns: "10.0.0.2,2001:db8::1"}},
 	}
 	for _, tt := range tests {
 		if got := parseBootCmdline(tt.cmdline); got != tt.want {

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -90,8 +90,9 @@ func switchToOverlayRoot(root, scratch string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("agent: mount the overlay root (%s): %w", opts, err)
 	}
+	mps := mountPoints()
 	for _, m := range movedMounts {
-		if !mounted(m) {
+		if !mps[m] {
 			continue
 		}
 		target := filepath.Join(overlayNewRoot, m)
@@ -102,45 +103,24 @@ func switchToOverlayRoot(root, scratch string, log *slog.Logger) error {
 			return fmt.Errorf("agent: move %s into the new root: %w", m, err)
 		}
 	}
-	if st, err := os.Stat("/"); err == nil {
-		// As switch_root does: the initramfs's files (the agent, modules,
-		// busybox) would otherwise stay in memory for the VM's lifetime.
-		freed := removeOnDevice("/", st.Sys().(*syscall.Stat_t).Dev)
-		log.Debug("freed the initramfs", "bytes", freed)
+	// The initramfs's files are deleted later, through this descriptor
+	// (see freeInitramfs).
+	oldRoot, err := os.Open("/")
+	if err != nil {
+		return fmt.Errorf("agent: overlay root: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(oldRoot.Fd()), &st); err != nil {
+		oldRoot.Close()
+		return fmt.Errorf("agent: overlay root: %w", err)
 	}
 	if err := switchRoot(overlayNewRoot); err != nil {
+		oldRoot.Close()
 		return err
 	}
+	keepInitramfs(oldRoot, st.Dev)
 	log.Debug("overlay root", "base", root, "scratch", scratch, "took", time.Since(start))
 	return nil
-}
-
-// removeOnDevice removes what is below dir on device dev, never crossing
-// into another file system (the new root and the disks mounted for it),
-// best effort, and returns the bytes of the regular files removed.
-func removeOnDevice(dir string, dev uint64) (freed int64) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0
-	}
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(p)
-		if err != nil {
-			continue
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok || st.Dev != dev {
-			continue // a mount point
-		}
-		if fi.IsDir() {
-			freed += removeOnDevice(p, dev)
-		} else if fi.Mode().IsRegular() {
-			freed += fi.Size()
-		}
-		_ = os.Remove(p) // a directory still holding a mount point stays
-	}
-	return freed
 }
 
 // switchRoot makes newRoot, a mount point, the root: moved onto / and
@@ -210,4 +190,28 @@ func addHostsEntry(path, name string) error {
 	}
 	b = append(b, "127.0.1.1\t"+name+"\n"...)
 	return os.WriteFile(path, b, 0o644)
+}
+
+// resolvConfPath is the resolver configuration petty.dns= fills in.
+const resolvConfPath = "/etc/resolv.conf"
+
+// writeResolvConf writes path (in the VM's own layer) naming the name
+// servers of dns, comma-separated addresses (petty.dns=, the host's name
+// servers when the VM has a network), unless the image has its own file
+// there (a symbolic link counts). Entries that are not IP addresses are
+// left out; none left writes nothing.
+func writeResolvConf(path, dns string) error {
+	if _, err := os.Lstat(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var b strings.Builder
+	for _, a := range strings.Split(dns, ",") {
+		if ip := net.ParseIP(a); ip != nil {
+			b.WriteString("nameserver " + ip.String() + "\n")
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return os.WriteFile(path, []byte("# petty: the host's name servers (petty.dns=)\n"+b.String()), 0o644)
 }

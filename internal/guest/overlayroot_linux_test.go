@@ -87,3 +87,35 @@ func TestLinkDevFD(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "resolv.conf")
+	if err := writeResolvConf(p, "10.0.0.2,bogus,2001:db8::1"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	want := "# petty: the host's name servers (petty.dns=)\nnameserver 10.0.0.2\nnameserver 2001:db8::1\n"
+	if err != nil || string(b) != want {
+		t.Errorf("resolv.conf = %q (%v), want %q", b, err, want)
+	}
+	// The image's own file stays, a symbolic link too.
+	own := filepath.Join(dir, "own")
+	if err := os.Symlink("../run/resolv.conf", own); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeResolvConf(own, "10.0.0.3"); err != nil {
+		t.Fatal(err)
+	}
+	if target, err := os.Readlink(own); err != nil || target != "../run/resolv.conf" {
+		t.Errorf("the image's link became %q (%v)", target, err)
+	}
+	// No address: no file.
+	none := filepath.Join(dir, "none")
+	if err := writeResolvConf(none, "bogus"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(none); !os.IsNotExist(err) {
+		t.Errorf("wrote %s without an address (%v)", none, err)
+	}
+}

@@ -55,6 +55,16 @@ func Run(ctx context.Context, listen string, log *slog.Logger, opts ...RunOption
 		go func() { serveErr <- srv.Serve(l) }()
 	}
 	log.Info("petty-agent serving", "listen", u.String(), "version", Version, "pid", os.Getpid(), "init", srv.guest != nil)
+	if srv.guest != nil {
+		// Off the path to agent-ready: the host's first call comes first.
+		go func() {
+			select {
+			case <-srv.firstAnswered():
+				freeInitramfs(log)
+			case <-srv.closedCh():
+			}
+		}()
+	}
 
 	var runErr error
 	select {

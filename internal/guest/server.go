@@ -49,6 +49,7 @@ type Server struct {
 	reboot   bool
 	active   int           // calls in progress
 	idle     chan struct{} // closed when active drops to 0
+	answered chan struct{} // closed when the first call has ended
 	serving  sync.WaitGroup
 }
 
@@ -59,6 +60,7 @@ func (s *Server) init() {
 		s.conns = make(map[io.Closer]struct{})
 		s.idle = make(chan struct{})
 		close(s.idle)
+		s.answered = make(chan struct{})
 	})
 }
 
@@ -110,6 +112,20 @@ func (s *Server) end() {
 	if s.active == 0 {
 		close(s.idle)
 	}
+	if s.answered == nil { // a conn served without Serve (tests)
+		return
+	}
+	select {
+	case <-s.answered:
+	default:
+		close(s.answered)
+	}
+}
+
+// firstAnswered is closed once the server's first call has ended.
+func (s *Server) firstAnswered() <-chan struct{} {
+	s.init()
+	return s.answered
 }
 
 // Serve accepts connections on l (AF_VSOCK or unix) and serves each until it
