@@ -76,23 +76,11 @@ func run(n int, accel, agentBin, busybox, imageName string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if agentBin == "" {
-		if agentBin, err = buildbin.Build(dir, "petty-agent", "github.com/pettyvm/petty/cmd/petty-agent",
-			[]string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags=-s -w"); err != nil {
-			return err
-		}
+	agentBin, img, err := buildbin.MinimalImage(dir, agentBin)
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	img, err := image.Build(bctx, image.Options{AgentPath: agentBin, CacheDir: filepath.Join(cache, "petty")})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("building the guest image: %w", err)
-	}
 	bareInitrd := filepath.Join(dir, "bare-initrd.cpio")
 	if err := writeBareInitramfs(bareInitrd, img.Initrd, busybox); err != nil {
 		return err

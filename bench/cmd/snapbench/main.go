@@ -81,23 +81,11 @@ func run(n, acquires, clones int, idle time.Duration, accel, agentBin string) er
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if agentBin == "" {
-		if agentBin, err = buildbin.Build(dir, "petty-agent", "github.com/pettyvm/petty/cmd/petty-agent",
-			[]string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags=-s -w"); err != nil {
-			return err
-		}
+	agentBin, img, err := buildbin.MinimalImage(dir, agentBin)
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	img, err := image.Build(bctx, image.Options{AgentPath: agentBin, CacheDir: filepath.Join(cache, "petty")})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("building the guest image: %w", err)
-	}
 	b := &bench{cfg: vm.Config{VMM: vm.QEMU, Accel: accel, VCPUs: 1, MemoryMiB: 256,
 		Kernel: img.Kernel, Initrd: img.Initrd, QEMUBin: qemuBin, RunDir: filepath.Join(dir, "run")}}
 
