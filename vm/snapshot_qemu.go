@@ -58,6 +58,12 @@ func (q *qemuBackend) memoryArgs(b *boot, cmd *exec.Cmd) error {
 			"-machine", "memory-backend=" + qemuMemID,
 		}
 	}
+	if b.restore == nil && len(b.cfg.Shares) > 0 {
+		// qemu.Spec gives a VM with virtio-fs shares its shared memfd RAM
+		// (the memory virtiofsd maps); a second "mem" object would be a
+		// duplicate ID. Such a VM has no memory file: Snapshot refuses it.
+		return nil
+	}
 	if b.restore == nil {
 		q.memPath = filepath.Join(b.runDir, qemuMemName)
 		if err := removeIfExists(q.memPath); err != nil { // a fresh boot gets fresh memory
