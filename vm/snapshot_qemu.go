@@ -115,6 +115,10 @@ func setIgnoreShared(ctx context.Context, c *qemu.QMP) error {
 // no file: migration), copies the memory file and the disks while the guest
 // is paused, and resumes it.
 func (q *qemuBackend) snapshot(ctx context.Context, w *snapshotWriter, copyDisks func() error) (retErr error) {
+	if q.memPath == "" && len(q.spec.FS) > 0 {
+		return &SnapshotError{Dir: w.dir, Reason: ErrSnapshotUnsupported,
+			Detail: "a VM with virtio-fs shares (vhost-user devices) cannot be snapshotted"}
+	}
 	if q.memPath == "" {
 		return &SnapshotError{Dir: w.dir, Reason: ErrSnapshotUnsupported,
 			Detail: "a VM restored from a QEMU snapshot maps its memory privately; snapshot the original"}

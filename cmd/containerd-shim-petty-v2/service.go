@@ -113,6 +113,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		o := podOptions{dir: filepath.Join(stateRoot, ns+"-"+s.id), memMiB: mem, vcpus: cpus, backend: be}
 		if be.Block {
 			if o.rootImage, err = c.makeRootImage(ctx, o.dir); err != nil {
+				(&pod{dir: o.dir}).removeDir()
 				c.unmountHostRoot()
 				return nil, errdefs.ToGRPC(err)
 			}
