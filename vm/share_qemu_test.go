@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,10 @@ func TestQEMUShare(t *testing.T) {
 		t.Errorf("host read %q, %v", b, err)
 	}
 	run(t, c, "umount", "/mnt/host")
+	// Its RAM is qemu.Spec's memfd, not a memory file: no snapshot.
+	if err := m.Snapshot(t.Context(), filepath.Join(t.TempDir(), "snap")); !errors.Is(err, ErrSnapshotUnsupported) {
+		t.Errorf("Snapshot of a VM with shares: %v, want ErrSnapshotUnsupported", err)
+	}
 	shutdown(t, m)
 }
 

@@ -58,6 +58,12 @@ func (q *qemuBackend) memoryArgs(b *boot, cmd *exec.Cmd) error {
 			"-machine", "memory-backend=" + qemuMemID,
 		}
 	}
+	if b.restore == nil && len(b.cfg.Shares) > 0 {
+		// qemu.Spec gives a VM with virtio-fs shares its shared memfd RAM
+		// (the memory virtiofsd maps); a second "mem" object would be a
+		// duplicate ID. Such a VM has no memory file: Snapshot refuses it.
+		return nil
+	}
 	if b.restore == nil {
 		q.memPath = filepath.Join(b.runDir, qemuMemName)
 		if err := removeIfExists(q.memPath); err != nil { // a fresh boot gets fresh memory
@@ -109,6 +115,10 @@ func setIgnoreShared(ctx context.Context, c *qemu.QMP) error {
 // no file: migration), copies the memory file and the disks while the guest
 // is paused, and resumes it.
 func (q *qemuBackend) snapshot(ctx context.Context, w *snapshotWriter, copyDisks func() error) (retErr error) {
+	if q.memPath == "" && len(q.spec.FS) > 0 {
+		return &SnapshotError{Dir: w.dir, Reason: ErrSnapshotUnsupported,
+			Detail: "a VM with virtio-fs shares (vhost-user devices) cannot be snapshotted"}
+	}
 	if q.memPath == "" {
 		return &SnapshotError{Dir: w.dir, Reason: ErrSnapshotUnsupported,
 			Detail: "a VM restored from a QEMU snapshot maps its memory privately; snapshot the original"}

@@ -71,8 +71,9 @@ func requireE2E(t *testing.T) {
 // startContainerd builds the shim and the agent, starts a containerd of
 // its own (root, state and socket in a temporary directory; the CRI plugin
 // only with cri, serving runtime handler "petty") and imports the test
-// images. It stops containerd when the test ends.
-func startContainerd(t *testing.T, cri bool) *env {
+// images. It stops containerd when the test ends. extraEnv (KEY=VALUE)
+// reaches containerd and so the shim.
+func startContainerd(t *testing.T, cri bool, extraEnv ...string) *env {
 	t.Helper()
 	requireE2E(t)
 	dir, err := os.MkdirTemp("", "pctd-")
@@ -123,6 +124,7 @@ state = %q
 	}
 	cmd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
 	cmd.Env = append(os.Environ(), "PATH="+e.bin+":"+os.Getenv("PATH"), envCache+"="+filepath.Join(dir, "cache"))
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir // containerd finds the shim in PATH, never in the package's directory
 	if err := cmd.Start(); err != nil {

@@ -57,11 +57,12 @@ const (
 )
 
 // pod is a VM and the virtiofsd that shares the containers' root file
-// systems with it.
+// systems with it (none in block mode).
 type pod struct {
 	dir      string // <stateRoot>/<namespace>-<id>
 	m        *vm.Machine
 	client   *agent.Client
+	block    bool // root file systems are block devices (rootfsblock.go)
 	fsd      *exec.Cmd
 	fsdDone  chan struct{}
 	vmExited chan struct{} // closed when the VM is gone
@@ -107,10 +108,48 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// startPod boots a pod's VM sized memMiB/vcpus with dir's share directory
-// mounted in the guest at guestShare.
-func startPod(ctx context.Context, dir string, memMiB, vcpus int, logger *slog.Logger) (_ *pod, retErr error) {
-	p := &pod{dir: dir, fsdDone: make(chan struct{}), vmExited: make(chan struct{})}
+// podOptions describe a pod's VM.
+type podOptions struct {
+	dir     string // <stateRoot>/<namespace>-<id>
+	memMiB  int
+	vcpus   int
+	backend backend
+	// rootImage, in block mode, is the ext4 image of the first container's
+	// root file system, attached as the VM's only drive.
+	rootImage string
+}
+
+// vmConfig returns the VM's configuration: the guest runs from its
+// initramfs; root file systems come over virtio-fs (socket fsSock) or, in
+// block mode, as the drive rootImage. Under Firecracker the agent's
+// channel is vsock.
+func (o podOptions) vmConfig(kernel, initrd, fsSock string) vm.Config {
+	cfg := vm.Config{
+		VMM: o.backend.VMM, VCPUs: o.vcpus, MemoryMiB: o.memMiB,
+		Kernel: kernel, Initrd: initrd, RunDir: vmRunRoot,
+	}
+	switch o.backend.VMM {
+	case vm.Firecracker:
+		cfg.FirecrackerBin = o.backend.FirecrackerBin
+		cfg.Vsock = &vm.Vsock{}
+	default:
+		cfg.Accel = o.backend.Accel
+	}
+	if o.backend.Block {
+		if o.rootImage != "" {
+			cfg.Drives = []vm.Drive{{ID: rootDriveID, Path: o.rootImage}}
+		}
+	} else {
+		cfg.Shares = []vm.Share{{Tag: shareTag, Socket: fsSock}}
+	}
+	return cfg
+}
+
+// startPod boots a pod's VM; unless in block mode, with the pod
+// directory's share directory mounted in the guest at guestShare.
+func startPod(ctx context.Context, o podOptions, logger *slog.Logger) (_ *pod, retErr error) {
+	dir := o.dir
+	p := &pod{dir: dir, block: o.backend.Block, fsdDone: make(chan struct{}), vmExited: make(chan struct{})}
 	if err := os.MkdirAll(p.shareDir(), 0o711); err != nil {
 		return nil, err
 	}
@@ -124,44 +163,19 @@ func startPod(ctx context.Context, dir string, memMiB, vcpus int, logger *slog.L
 		return nil, err
 	}
 	sock := filepath.Join(dir, "fs.sock")
-	_ = os.Remove(sock)
-	fsdLog, err := os.Create(filepath.Join(dir, "virtiofsd.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer fsdLog.Close()
-	// sandbox=chroot keeps virtiofsd in the host's mount namespace, so the
-	// root file systems bound into the share directory later are visible.
-	p.fsd = exec.Command(virtiofsdPath, "--socket-path="+sock, "-o", "source="+p.shareDir(),
-		"-o", "cache=none", "-o", "sandbox=chroot", "-o", "xattr")
-	p.fsd.Stdout, p.fsd.Stderr = fsdLog, fsdLog
-	// A shim that dies takes virtiofsd with it (QEMU too: package vm).
-	p.fsd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.fsd.Start(); err != nil {
-		p.fsd = nil
+	if o.backend.Block {
 		close(p.fsdDone)
-		return nil, fmt.Errorf("virtiofsd: %w", err)
-	}
-	go func() { p.fsd.Wait(); close(p.fsdDone) }()
-	if err := waitFile(ctx, sock, p.fsdDone); err != nil {
-		return nil, fmt.Errorf("virtiofsd: %w", err)
-	}
-	accel := os.Getenv(envAccel)
-	if accel == "" {
-		accel = "auto"
+	} else if err := p.startVirtiofsd(ctx, sock); err != nil {
+		return nil, err
 	}
 	console, err := os.Create(filepath.Join(dir, "console.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer console.Close()
-	p.m, err = vm.New(vm.Config{
-		VMM: vm.QEMU, Accel: accel, VCPUs: vcpus, MemoryMiB: memMiB,
-		Kernel: kernel, Initrd: initrd, RunDir: vmRunRoot,
-		Shares:  []vm.Share{{Tag: shareTag, Socket: sock}},
-		Console: console, Logger: logger,
-	})
-	if err != nil {
+	cfg := o.vmConfig(kernel, initrd, sock)
+	cfg.Console, cfg.Logger = console, logger
+	if p.m, err = vm.New(cfg); err != nil {
 		return nil, err
 	}
 	if err := p.m.Start(ctx); err != nil {
@@ -174,10 +188,40 @@ func startPod(ctx context.Context, dir string, memMiB, vcpus int, logger *slog.L
 	if _, err := p.run(ctx, "mkdir", "-p", guestShare); err != nil {
 		return nil, err
 	}
+	if o.backend.Block {
+		return p, nil
+	}
 	if _, err := p.run(ctx, "mount", "-t", "virtiofs", shareTag, guestShare); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// startVirtiofsd starts virtiofsd serving the share directory on sock.
+func (p *pod) startVirtiofsd(ctx context.Context, sock string) error {
+	_ = os.Remove(sock)
+	fsdLog, err := os.Create(filepath.Join(p.dir, "virtiofsd.log"))
+	if err != nil {
+		return err
+	}
+	defer fsdLog.Close()
+	// sandbox=chroot keeps virtiofsd in the host's mount namespace, so the
+	// root file systems bound into the share directory later are visible.
+	p.fsd = exec.Command(virtiofsdPath, "--socket-path="+sock, "-o", "source="+p.shareDir(),
+		"-o", "cache=none", "-o", "sandbox=chroot", "-o", "xattr")
+	p.fsd.Stdout, p.fsd.Stderr = fsdLog, fsdLog
+	// A shim that dies takes virtiofsd with it (QEMU too: package vm).
+	p.fsd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.fsd.Start(); err != nil {
+		p.fsd = nil
+		close(p.fsdDone)
+		return fmt.Errorf("virtiofsd: %w", err)
+	}
+	go func() { p.fsd.Wait(); close(p.fsdDone) }()
+	if err := waitFile(ctx, sock, p.fsdDone); err != nil {
+		return fmt.Errorf("virtiofsd: %w", err)
+	}
+	return nil
 }
 
 // waitFile waits for path to appear while the process behind done lives.
@@ -237,6 +281,10 @@ func (p *pod) removeDir() {
 	}
 	for _, name := range []string{shareDirName, "fs.sock", "virtiofsd.log", "console.log"} {
 		_ = os.Remove(filepath.Join(p.dir, name))
+	}
+	images, _ := filepath.Glob(filepath.Join(p.dir, "*"+rootImageSuffix))
+	for _, img := range images {
+		_ = os.Remove(img)
 	}
 	_ = os.Remove(p.dir)
 }

@@ -48,6 +48,8 @@ type container struct {
 	bundle string
 	init   *process
 	execs  map[string]*process
+	// hasDrive: the root file system is the VM's drive (block mode).
+	hasDrive bool
 }
 
 // guestRoot is the container's root file system in the guest.
@@ -96,17 +98,40 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if _, ok := s.containers[r.ID]; ok {
 		return nil, errdefs.ToGRPCf(errdefs.ErrAlreadyExists, "container %s", r.ID)
 	}
+	c := &container{svc: s, id: r.ID, bundle: r.Bundle, execs: map[string]*process{}}
+	if err := c.mountHostRoot(r.Rootfs); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	if s.pod == nil {
+		be, err := selectBackend()
+		if err != nil {
+			c.unmountHostRoot()
+			return nil, errdefs.ToGRPCf(errdefs.ErrInvalidArgument, "%v", err)
+		}
 		ns, _ := namespaces.Namespace(ctx)
 		mem, cpus := vmSize(spec)
-		p, err := startPod(ctx, filepath.Join(stateRoot, ns+"-"+s.id), mem, cpus, slog.Default())
+		o := podOptions{dir: filepath.Join(stateRoot, ns+"-"+s.id), memMiB: mem, vcpus: cpus, backend: be}
+		if be.Block {
+			if o.rootImage, err = c.makeRootImage(ctx, o.dir); err != nil {
+				(&pod{dir: o.dir}).removeDir()
+				c.unmountHostRoot()
+				return nil, errdefs.ToGRPC(err)
+			}
+		}
+		p, err := startPod(ctx, o, slog.Default())
 		if err != nil {
+			c.unmountHostRoot()
 			return nil, errdefs.ToGRPCf(errdefs.ErrUnavailable, "booting the pod's VM: %v", err)
 		}
 		s.pod = p
+		c.hasDrive = be.Block
+	} else if s.pod.block {
+		c.unmountHostRoot()
+		return nil, errdefs.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s: %v", r.ID, ErrNoHotplug)
 	}
-	c := &container{svc: s, pod: s.pod, id: r.ID, bundle: r.Bundle, execs: map[string]*process{}}
-	if err := c.mountRoot(ctx, r.Rootfs); err != nil {
+	c.pod = s.pod
+	if err := c.mountRoot(ctx); err != nil {
+		c.unmountRoot(context.Background())
 		return nil, errdefs.ToGRPC(err)
 	}
 	defer func() {
@@ -126,10 +151,8 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	return &taskAPI.CreateTaskResponse{}, nil
 }
 
-// mountRoot mounts containerd's rootfs mounts on the bundle's rootfs,
-// binds it into the shared directory and mounts /proc, /dev and /sys in it
-// in the guest.
-func (c *container) mountRoot(ctx context.Context, mounts []*types.Mount) error {
+// mountHostRoot mounts containerd's rootfs mounts on the bundle's rootfs.
+func (c *container) mountHostRoot(mounts []*types.Mount) error {
 	rootfs := filepath.Join(c.bundle, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o711); err != nil {
 		return err
@@ -137,41 +160,77 @@ func (c *container) mountRoot(ctx context.Context, mounts []*types.Mount) error 
 	for _, m := range mounts {
 		mm := mount.Mount{Type: m.Type, Source: m.Source, Options: m.Options}
 		if err := mm.Mount(rootfs); err != nil {
+			c.unmountHostRoot()
 			return fmt.Errorf("mounting the root file system: %w", err)
 		}
 	}
-	bind := c.hostRoot()
-	if err := os.Mkdir(bind, 0o711); err != nil {
-		return err
+	return nil
+}
+
+// unmountHostRoot undoes mountHostRoot.
+func (c *container) unmountHostRoot() {
+	_ = mount.UnmountAll(filepath.Join(c.bundle, "rootfs"), unix.MNT_DETACH)
+}
+
+// makeRootImage writes the ext4 image of the container's root file system
+// into the pod directory dir and returns its path.
+func (c *container) makeRootImage(ctx context.Context, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", err
 	}
-	if err := unix.Mount(rootfs, bind, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		os.Remove(bind)
-		return fmt.Errorf("binding the root file system: %w", err)
+	img := filepath.Join(dir, c.id+rootImageSuffix)
+	if err := makeRootImage(ctx, filepath.Join(c.bundle, "rootfs"), img); err != nil {
+		return "", err
 	}
+	return img, nil
+}
+
+// mountRoot brings the root file system mounted on the host to the guest
+// (a bind into the shared directory, or in block mode the drive the VM
+// booted with) and mounts /proc, /dev and /sys in it in the guest.
+func (c *container) mountRoot(ctx context.Context) error {
 	root := c.guestRoot()
-	script := fmt.Sprintf(`set -e
-r=%q
-mkdir -p "$r/proc" "$r/dev" "$r/sys" "$r/tmp"
+	script := fmt.Sprintf("set -e\nr=%q\n", root)
+	if c.hasDrive {
+		script += fmt.Sprintf("mkdir -p \"$r\"\nmount -t ext4 %s \"$r\"\n", rootDriveGuestDev)
+	} else {
+		bind := c.hostRoot()
+		if err := os.Mkdir(bind, 0o711); err != nil {
+			return err
+		}
+		if err := unix.Mount(filepath.Join(c.bundle, "rootfs"), bind, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			os.Remove(bind)
+			return fmt.Errorf("binding the root file system: %w", err)
+		}
+	}
+	script += `mkdir -p "$r/proc" "$r/dev" "$r/sys" "$r/tmp"
 mount -t proc proc "$r/proc"
 mount -o rbind /dev "$r/dev"
 mount -t sysfs sysfs "$r/sys"
-`, root)
+`
 	if _, err := c.pod.run(ctx, "sh", "-c", script); err != nil {
 		return err
 	}
 	return nil
 }
 
-// unmountRoot undoes mountRoot, in the guest and on the host.
+// unmountRoot undoes mountRoot, in the guest and on the host. A block
+// device's image stays until the pod's directory goes: the VM holds it.
 func (c *container) unmountRoot(ctx context.Context) {
 	if c.pod.client != nil {
 		root := c.guestRoot()
-		_, _ = c.pod.run(ctx, "sh", "-c", fmt.Sprintf(`r=%q; for m in sys dev proc; do umount -l "$r/$m"; done; true`, root))
+		script := fmt.Sprintf(`r=%q; for m in sys dev proc; do umount -l "$r/$m"; done; true`, root)
+		if c.hasDrive {
+			script = fmt.Sprintf(`r=%q; for m in sys dev proc; do umount -l "$r/$m"; done; umount "$r" || umount -l "$r"; true`, root)
+		}
+		_, _ = c.pod.run(ctx, "sh", "-c", script)
 	}
-	bind := c.hostRoot()
-	_ = unix.Unmount(bind, unix.MNT_DETACH)
-	_ = os.Remove(bind)
-	_ = mount.UnmountAll(filepath.Join(c.bundle, "rootfs"), unix.MNT_DETACH)
+	if !c.hasDrive {
+		bind := c.hostRoot()
+		_ = unix.Unmount(bind, unix.MNT_DETACH)
+		_ = os.Remove(bind)
+	}
+	c.unmountHostRoot()
 }
 
 // Start starts the container's process or an exec.
