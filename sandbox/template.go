@@ -62,8 +62,32 @@ func (m *Manager) templateRootLocked() (string, error) {
 			return "", err
 		}
 	}
+	sweepStaleBuilds(root, time.Now().Add(-staleBuildAge))
 	t.root = root
 	return root, nil
+}
+
+// buildPrefix begins the name of a template's directory while it is made.
+const buildPrefix = ".building-"
+
+// staleBuildAge is how old a template's build directory must be for a new
+// Manager to take it for the leftover of a crash: making a template takes
+// seconds, a build of another live Manager on the same StateDir is young.
+const staleBuildAge = time.Hour
+
+// sweepStaleBuilds removes the build directories (".building-*") under
+// root last modified before cutoff: what a Manager that died while making
+// a template left behind.
+func sweepStaleBuilds(root string, cutoff time.Time) {
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), buildPrefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			_ = os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
 }
 
 // template returns the directory of the template snapshot of image name
@@ -151,7 +175,7 @@ func (m *Manager) snapshotTemplate(ctx context.Context, dir string, img Image, i
 	_ = inst.client.Close()
 	inst.client = nil
 	root := filepath.Dir(dir)
-	tmp, err := os.MkdirTemp(root, ".building-")
+	tmp, err := os.MkdirTemp(root, buildPrefix)
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}

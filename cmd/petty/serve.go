@@ -202,7 +202,7 @@ func (a *app) serve(f *sandboxFlags, listen, tokenFile string, sessionTimeout ti
 	if err != nil {
 		return err
 	}
-	metrics = newServeMetrics(mgr.Len)
+	metrics = newServeMetrics(mgr.Len, mgr.Pooled)
 	if f.pool > 0 {
 		go func() { // ends when the pool is full, or at SIGTERM or Close
 			if mgr.WaitPool(ctx) == nil {

@@ -15,7 +15,8 @@ var execBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 // serveMetrics are petty serve's Prometheus metrics, written by hand in
 // the text exposition format.
 type serveMetrics struct {
-	sandboxes func() int // the gauge, read at scrape time
+	sandboxes func() int // the gauges, read at scrape time
+	pooled    func() int
 
 	mu       sync.Mutex
 	creates  uint64
@@ -25,8 +26,10 @@ type serveMetrics struct {
 	n        uint64
 }
 
-func newServeMetrics(sandboxes func() int) *serveMetrics {
-	return &serveMetrics{sandboxes: sandboxes, counts: make([]uint64, len(execBuckets)+1)}
+// newServeMetrics returns metrics whose gauges read sandboxes (alive,
+// handed out) and pooled (ready in the warm pools) at scrape time.
+func newServeMetrics(sandboxes, pooled func() int) *serveMetrics {
+	return &serveMetrics{sandboxes: sandboxes, pooled: pooled, counts: make([]uint64, len(execBuckets)+1)}
 }
 
 // created counts a create_sandbox, failed or not.
@@ -58,6 +61,7 @@ func (m *serveMetrics) write(w io.Writer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	fmt.Fprintf(w, "# HELP petty_sandboxes Sandboxes alive.\n# TYPE petty_sandboxes gauge\npetty_sandboxes %d\n", m.sandboxes())
+	fmt.Fprintf(w, "# HELP petty_pooled_sandboxes Sandboxes ready in the warm pools (not yet handed out).\n# TYPE petty_pooled_sandboxes gauge\npetty_pooled_sandboxes %d\n", m.pooled())
 	fmt.Fprintf(w, "# HELP petty_sandbox_creates_total Sandboxes created, failures included.\n# TYPE petty_sandbox_creates_total counter\npetty_sandbox_creates_total %d\n", m.creates)
 	fmt.Fprintf(w, "# HELP petty_sandbox_create_failures_total Sandbox creations that failed.\n# TYPE petty_sandbox_create_failures_total counter\npetty_sandbox_create_failures_total %d\n", m.failures)
 	fmt.Fprintf(w, "# HELP petty_exec_duration_seconds Latency of commands run in sandboxes.\n# TYPE petty_exec_duration_seconds histogram\n")

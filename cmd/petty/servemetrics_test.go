@@ -9,7 +9,7 @@ import (
 
 func TestServeMetrics(t *testing.T) {
 	n := 2
-	m := newServeMetrics(func() int { return n })
+	m := newServeMetrics(func() int { return n }, func() int { return 3 })
 	m.created(time.Second, nil)
 	m.created(time.Second, errors.New("boom"))
 	m.exec(3 * time.Millisecond)
@@ -19,6 +19,7 @@ func TestServeMetrics(t *testing.T) {
 	m.write(&b)
 	for _, want := range []string{
 		"petty_sandboxes 2\n",
+		"petty_pooled_sandboxes 3\n",
 		"petty_sandbox_creates_total 2\n",
 		"petty_sandbox_create_failures_total 1\n",
 		`petty_exec_duration_seconds_bucket{le="0.005"} 1` + "\n",
