@@ -83,21 +83,9 @@ func (v *vmm) instanceStartLocked() error {
 		args = *v.boot.BootArgs
 	}
 	fmt.Fprintf(os.Stdout, serialBoot, args)
-	guestDir := v.sw.guestDir
-	if guestDir == "" && v.vsock != nil {
-		guestDir = v.vsock.guestDir
+	if err := v.startGuestLocked(); err != nil {
+		return err
 	}
-	if guestDir != "" {
-		if err := makeGuestDir(guestDir); err != nil {
-			return faultf("fake firecracker: cannot create the fake guest directory: %v", err)
-		}
-	}
-	if v.sw.guestCmd != "" {
-		if err := startGuest(v.sw.guestCmd, guestDir); err != nil {
-			return faultf("fake firecracker: cannot start the fake guest: %v", err)
-		}
-	}
-	v.guestStarted = true
 	v.state = stateRunning
 	v.gate.open()
 	if v.logger != nil {
@@ -145,5 +133,26 @@ func (v *vmm) patchVMLocked(in *vmState) error {
 	v.state = stateRunning
 	signalGuest(sigCont)
 	v.gate.open()
+	return nil
+}
+
+// startGuestLocked creates the fake guest's directory and starts the fake
+// guest command, if the switches name them, and marks the guest started.
+func (v *vmm) startGuestLocked() error {
+	guestDir := v.sw.guestDir
+	if guestDir == "" && v.vsock != nil {
+		guestDir = v.vsock.guestDir
+	}
+	if guestDir != "" {
+		if err := makeGuestDir(guestDir); err != nil {
+			return faultf("fake firecracker: cannot create the fake guest directory: %v", err)
+		}
+	}
+	if v.sw.guestCmd != "" {
+		if err := startGuest(v.sw.guestCmd, guestDir); err != nil {
+			return faultf("fake firecracker: cannot start the fake guest: %v", err)
+		}
+	}
+	v.guestStarted = true
 	return nil
 }

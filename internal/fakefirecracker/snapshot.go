@@ -241,21 +241,9 @@ func (v *vmm) restoreLocked(in *snapshotLoadParams, memPath string) error {
 // (the first time) and vsock connections go through.
 func (v *vmm) runRestoredLocked() error {
 	if !v.guestStarted {
-		guestDir := v.sw.guestDir
-		if guestDir == "" && v.vsock != nil {
-			guestDir = v.vsock.guestDir
+		if err := v.startGuestLocked(); err != nil {
+			return err
 		}
-		if guestDir != "" {
-			if err := makeGuestDir(guestDir); err != nil {
-				return faultf("fake firecracker: cannot create the fake guest directory: %v", err)
-			}
-		}
-		if v.sw.guestCmd != "" {
-			if err := startGuest(v.sw.guestCmd, guestDir); err != nil {
-				return faultf("fake firecracker: cannot start the fake guest: %v", err)
-			}
-		}
-		v.guestStarted = true
 	}
 	fmt.Fprint(os.Stdout, "[    0.000000] fake guest: resumed from a snapshot\n")
 	v.state = stateRunning
