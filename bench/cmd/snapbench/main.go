@@ -154,6 +154,12 @@ func ping(ctx context.Context, m *vm.Machine) error {
 // boot cold-boots a VM and waits for its agent.
 func (b *bench) boot(ctx context.Context) (*vm.Machine, error) {
 	m, err := vm.Create(ctx, b.cfg)
+	return answered(ctx, m, err)
+}
+
+// answered returns m (started with err) once its agent answers a Ping;
+// a VM whose agent does not answer is destroyed.
+func answered(ctx context.Context, m *vm.Machine, err error) (*vm.Machine, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -193,14 +199,7 @@ func (b *bench) cold(ctx context.Context) (time.Duration, error) {
 // clone restores the snapshot in dir and waits for a Ping.
 func (b *bench) clone(ctx context.Context, dir string) (*vm.Machine, error) {
 	m, err := vm.Restore(ctx, dir, vm.RestoreOptions{VMM: vm.QEMU, RunDir: b.cfg.RunDir, QEMUBin: b.cfg.QEMUBin, Hostname: "clone"})
-	if err != nil {
-		return nil, err
-	}
-	if err := ping(ctx, m); err != nil {
-		_ = m.Destroy(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	return m, nil
+	return answered(ctx, m, err)
 }
 
 // restore times a restore to a Ping answered.
